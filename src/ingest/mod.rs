@@ -1,0 +1,7 @@
+//! Ingest: webhook requests in, durable events out.
+
+mod committer;
+mod handler;
+
+pub use committer::Committer;
+pub use handler::ingest;

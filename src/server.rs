@@ -1,0 +1,77 @@
+//! The router and the server's life cycle: start, serve, drain, stop.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::ingest::{Committer, ingest};
+use crate::state::AppState;
+use crate::store::{Retention, SqliteStore, Store, retention};
+use crate::{api, transport};
+
+/// Every route of the relay.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/new", post(api::create_channel))
+        .route("/healthz", get(api::healthz))
+        .route(
+            "/{channel}",
+            get(transport::subscribe).post(ingest).put(ingest).patch(ingest).delete(ingest),
+        )
+        .route("/{channel}/", any(ingest))
+        .route("/{channel}/{*rest}", any(ingest))
+        // Ingest enforces --max-body itself, with a JSON 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Runs the relay on `listener` until `shutdown` fires, then drains:
+/// stop accepting, finish in-flight ingests, close subscribers with 1001.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("listener has no local address")?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let retention_cfg = Retention { keep_events: config.retain_events, max_age: config.retain_for };
+    let sqlite = SqliteStore::open(&config.data_dir, config.sync, retention_cfg)?;
+    let db_path = std::fs::canonicalize(sqlite.path()).unwrap_or_else(|_| sqlite.path().to_owned());
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+
+    let hub = Hub::new();
+    let tracker = TaskTracker::new();
+    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone());
+    let trimmer = tokio::spawn(retention::run(
+        store.clone(),
+        retention::interval_for(config.retain_for),
+        shutdown.clone(),
+    ));
+    let drain = config.shutdown_timeout;
+    let state = AppState::new(store, hub, committer, Arc::new(config), public_url.clone(), shutdown.clone(), tracker.clone());
+
+    tracing::info!("hookpipe listening on http://{local} (public URL {public_url}), data in {}", db_path.display());
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        r = server => r.context("server failed")?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("in-flight requests did not finish within {drain:?}; exiting anyway");
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!("subscriber sessions did not close within {drain:?}");
+    }
+    // Every Committer handle lived in the router or a session: both are gone,
+    // so the committer drains its queue and ends.
+    if tokio::time::timeout(drain, committer_task).await.is_err() {
+        tracing::warn!("committer did not finish within {drain:?}");
+    }
+    trimmer.abort();
+    tracing::info!("hookpipe stopped");
+    Ok(())
+}

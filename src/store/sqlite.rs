@@ -1,0 +1,299 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer connection (behind a mutex) takes whole batches in one
+//! transaction; readers come from a small pool and never block the writer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ChannelRecord, Page, Retention, Store, StoreError, StoredFrame};
+use crate::config::SyncMode;
+use crate::event::{Committed, NewEvent, encode_frame};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS channels (
+    id         TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seq   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    channel     TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    frame       TEXT NOT NULL,
+    PRIMARY KEY (channel, seq)
+);
+CREATE INDEX IF NOT EXISTS events_by_age ON events (received_at);
+CREATE TABLE IF NOT EXISTS acks (
+    channel  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    status   INTEGER,
+    acked_at INTEGER NOT NULL,
+    PRIMARY KEY (channel, seq)
+) WITHOUT ROWID;
+";
+
+/// Idle read connections kept open.
+const READER_POOL: usize = 8;
+
+/// The SQLite implementation of [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    retention: Retention,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
+    let open_err = |e: rusqlite::Error| StoreError::Open { path: path.display().to_string(), message: e.to_string() };
+    let conn = Connection::open(path).map_err(open_err)?;
+    let sync = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(open_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `hookpipe.db` in `data_dir`.
+    pub fn open(data_dir: &Path, sync: SyncMode, retention: Retention) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+            path: data_dir.display().to_string(),
+            message: format!("cannot create the data directory: {e}"),
+        })?;
+        let path = data_dir.join("hookpipe.db");
+        let writer = open_connection(&path, sync)?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        let inner = Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), retention };
+        Ok(SqliteStore { inner: Arc::new(inner) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the blocking pool so SQLite never stalls the async runtime.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // A poisoned lock only means another operation panicked mid-way; its
+        // transaction rolled back when the connection's guard dropped.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            // Readers never write, so the sync mode is irrelevant to them.
+            None => open_connection(&self.path, SyncMode::Normal)?,
+        };
+        let out = f(&mut conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // One counter update per channel per batch, not per event.
+            let mut counts: HashMap<&str, u64> = HashMap::new();
+            for ev in &batch {
+                *counts.entry(ev.channel.as_str()).or_default() += 1;
+            }
+            let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
+            {
+                let mut bump = tx.prepare_cached("UPDATE channels SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq")?;
+                for (channel, n) in &counts {
+                    let last: Option<u64> = bump.query_row(params![channel, n], |r| r.get(0)).optional()?;
+                    let last = last.ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?;
+                    next.insert(channel, last - n + 1);
+                }
+            }
+            let mut committed = Vec::with_capacity(batch.len());
+            {
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)")?;
+                for ev in &batch {
+                    let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
+                    let seq = *slot;
+                    *slot += 1;
+                    let frame = encode_frame(ev, seq);
+                    insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
+                    committed.push(Committed { channel: ev.channel.clone(), seq, id: ev.id.clone(), frame });
+                }
+            }
+            tx.commit()?;
+            Ok(committed)
+        })
+    }
+
+    fn read_since(&self, channel: &str, since: u64, limit: usize, now_ms: i64) -> Result<Page, StoreError> {
+        let keep = self.retention.keep_events;
+        let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
+        self.with_reader(|conn| {
+            // One snapshot for both reads, so `head` matches `events`.
+            let tx = conn.transaction()?;
+            let head: Option<u64> = tx
+                .prepare_cached("SELECT last_seq FROM channels WHERE id = ?1")?
+                .query_row(params![channel], |r| r.get(0))
+                .optional()?;
+            let head = head.ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?;
+            // Reads apply retention themselves, so trimming is only housekeeping.
+            let oldest_kept = head.saturating_sub(keep);
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, frame FROM events WHERE channel = ?1 AND seq > ?2 AND received_at >= ?3
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let events = stmt
+                .query_map(params![channel, since.max(oldest_kept), cutoff, limit as i64], |r| {
+                    Ok(StoredFrame { seq: r.get(0)?, frame: r.get(1)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            tx.finish()?;
+            Ok(Page { events, head })
+        })
+    }
+
+    fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let keep = self.retention.keep_events;
+        let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut deleted = tx.execute("DELETE FROM events WHERE received_at < ?1", params![cutoff])? as u64;
+            let over: Vec<(String, u64)> = tx
+                .prepare("SELECT id, last_seq - ?1 FROM channels WHERE last_seq > ?1")?
+                .query_map(params![keep], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?;
+                let mut del_acks = tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+                for (channel, upto) in &over {
+                    deleted += del.execute(params![channel, upto])? as u64;
+                    del_acks.execute(params![channel, upto])?;
+                }
+            }
+            tx.execute("DELETE FROM acks WHERE acked_at < ?1", params![cutoff])?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_channel(&self, id: &str, token_hash: &[u8], created_at_ms: i64) -> Result<(), StoreError> {
+        let (id, hash) = (id.to_owned(), token_hash.to_vec());
+        self.blocking(move |inner| {
+            inner.with_writer(|conn| {
+                conn.execute(
+                    "INSERT INTO channels (id, token_hash, created_at) VALUES (?1, ?2, ?3)",
+                    params![id, hash, created_at_ms],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn channel(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| {
+                let rec = conn
+                    .prepare_cached("SELECT id, token_hash, created_at, last_seq FROM channels WHERE id = ?1")?
+                    .query_row(params![id], |r| {
+                        Ok(ChannelRecord {
+                            id: r.get(0)?,
+                            token_hash: r.get(1)?,
+                            created_at_ms: r.get(2)?,
+                            last_seq: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                Ok(rec)
+            })
+        })
+        .await
+    }
+
+    async fn channels(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking(|inner| {
+            inner.with_reader(|conn| {
+                let ids = conn
+                    .prepare_cached("SELECT id FROM channels ORDER BY created_at")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
+        self.blocking(move |inner| inner.append(batch)).await
+    }
+
+    async fn read_since(&self, channel: &str, since: u64, limit: usize) -> Result<Page, StoreError> {
+        let channel = channel.to_owned();
+        let now = crate::event::now_ms();
+        self.blocking(move |inner| inner.read_since(&channel, since, limit, now)).await
+    }
+
+    async fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.blocking(move |inner| inner.trim(now_ms)).await
+    }
+
+    async fn record_ack(&self, channel: &str, seq: u64, status: Option<u16>) -> Result<(), StoreError> {
+        let channel = channel.to_owned();
+        let now = crate::event::now_ms();
+        self.blocking(move |inner| {
+            inner.with_writer(|conn| {
+                conn.prepare_cached(
+                    "INSERT INTO acks (channel, seq, status, acked_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (channel, seq) DO UPDATE SET status = excluded.status, acked_at = excluded.acked_at",
+                )?
+                .execute(params![channel, seq, status, now])?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
