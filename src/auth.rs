@@ -51,7 +51,9 @@ pub fn token_matches(token: &str, stored_hash: &[u8]) -> bool {
 
 /// Whether a string could be a channel id (checked before touching the store).
 pub fn is_channel_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The token a subscriber presented: `Authorization: Bearer T` wins over `?token=T`.
@@ -59,9 +61,14 @@ pub fn presented_token(headers: &HeaderMap, query_token: Option<&str>) -> Option
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| t.trim().to_owned());
-    bearer.or_else(|| query_token.map(str::to_owned)).filter(|t| !t.is_empty())
+    bearer
+        .or_else(|| query_token.map(str::to_owned))
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The `hookpipe` command line.
 #[derive(Parser, Debug)]
-#[command(name = "hookpipe", version, about = "A webhook relay: providers POST to a channel URL, subscribers receive every event over WebSocket")]
+#[command(
+    name = "hookpipe",
+    version,
+    about = "A webhook relay: providers POST to a channel URL, subscribers receive every event over WebSocket"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -100,14 +104,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parses `24h`, `90s`, `7days`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("'{s}' is not a duration ({e}); use a value like 30s, 90m, 24h, 7days"))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("'{s}' is not a duration ({e}); use a value like 30s, 90m, 24h, 7days")
+    })
 }
 
 fn parse_public_url(s: &str) -> Result<String, String> {
     let s = s.trim().trim_end_matches('/');
     if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() <= "https://".len() {
-        return Err(format!("'{s}' must be an absolute http:// or https:// URL, e.g. https://hooks.example.com"));
+        return Err(format!(
+            "'{s}' must be an absolute http:// or https:// URL, e.g. https://hooks.example.com"
+        ));
     }
     Ok(s.to_owned())
 }

@@ -47,7 +47,9 @@ impl AppError {
             AppError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            AppError::TooManySubscribers(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_subscribers"),
+            AppError::TooManySubscribers(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_subscribers")
+            }
             AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             AppError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         }
@@ -60,7 +62,10 @@ impl IntoResponse for AppError {
         if let AppError::Store(inner) = &self {
             tracing::error!(error = %inner, "store failure");
         }
-        let body = ErrorBody { error: self.to_string(), code: code.to_owned() };
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: code.to_owned(),
+        };
         (status, Json(body)).into_response()
     }
 }

@@ -46,7 +46,10 @@ pub struct Committed {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-12-04T15:34:59.123Z`.
@@ -111,7 +114,9 @@ mod tests {
             body: Bytes::from_static(&[0xff, 0x00]),
         };
         let parsed: ServerFrame = serde_json::from_str(&encode_frame(&ev, 9)).unwrap();
-        let ServerFrame::Event(e) = parsed else { panic!("not an event frame") };
+        let ServerFrame::Event(e) = parsed else {
+            panic!("not an event frame")
+        };
         assert_eq!(e.seq, 9);
         assert_eq!(e.received_at, "2025-12-04T15:34:59.123Z");
         assert_eq!(e.body_bytes().unwrap(), vec![0xff, 0x00]);

@@ -54,9 +54,9 @@ impl Event {
     pub fn body_bytes(&self) -> Result<Vec<u8>, ProtocolError> {
         match self.body_encoding {
             BodyEncoding::Utf8 => Ok(self.body.as_bytes().to_vec()),
-            BodyEncoding::Base64 => BASE64
-                .decode(&self.body)
-                .map_err(|e| ProtocolError(format!("event {}: body is not valid base64: {e}", self.seq))),
+            BodyEncoding::Base64 => BASE64.decode(&self.body).map_err(|e| {
+                ProtocolError(format!("event {}: body is not valid base64: {e}", self.seq))
+            }),
         }
     }
 
@@ -201,8 +201,21 @@ mod tests {
     #[test]
     fn ack_parses_with_and_without_status() {
         let a: ClientFrame = serde_json::from_str(r#"{"type":"ack","seq":3}"#).unwrap();
-        assert_eq!(a, ClientFrame::Ack { seq: 3, status: None });
-        let b: ClientFrame = serde_json::from_str(r#"{"type":"ack","seq":4,"status":200}"#).unwrap();
-        assert_eq!(b, ClientFrame::Ack { seq: 4, status: Some(200) });
+        assert_eq!(
+            a,
+            ClientFrame::Ack {
+                seq: 3,
+                status: None
+            }
+        );
+        let b: ClientFrame =
+            serde_json::from_str(r#"{"type":"ack","seq":4,"status":200}"#).unwrap();
+        assert_eq!(
+            b,
+            ClientFrame::Ack {
+                seq: 4,
+                status: Some(200)
+            }
+        );
     }
 }

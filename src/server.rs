@@ -24,7 +24,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::healthz))
         .route(
             "/{channel}",
-            get(transport::subscribe).post(ingest).put(ingest).patch(ingest).delete(ingest),
+            get(transport::subscribe)
+                .post(ingest)
+                .put(ingest)
+                .patch(ingest)
+                .delete(ingest),
         )
         .route("/{channel}/", any(ingest))
         .route("/{channel}/{*rest}", any(ingest))
@@ -35,10 +39,22 @@ pub fn router(state: AppState) -> Router {
 
 /// Runs the relay on `listener` until `shutdown` fires, then drains:
 /// stop accepting, finish in-flight ingests, close subscribers with 1001.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let local = listener.local_addr().context("listener has no local address")?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
-    let retention_cfg = Retention { keep_events: config.retain_events, max_age: config.retain_for };
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let local = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let retention_cfg = Retention {
+        keep_events: config.retain_events,
+        max_age: config.retain_for,
+    };
     let sqlite = SqliteStore::open(&config.data_dir, config.sync, retention_cfg)?;
     let db_path = std::fs::canonicalize(sqlite.path()).unwrap_or_else(|_| sqlite.path().to_owned());
     let store: Arc<dyn Store> = Arc::new(sqlite);
@@ -52,10 +68,22 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         shutdown.clone(),
     ));
     let drain = config.shutdown_timeout;
-    let state = AppState::new(store, hub, committer, Arc::new(config), public_url.clone(), shutdown.clone(), tracker.clone());
+    let state = AppState::new(
+        store,
+        hub,
+        committer,
+        Arc::new(config),
+        public_url.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    );
 
-    tracing::info!("hookpipe listening on http://{local} (public URL {public_url}), data in {}", db_path.display());
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tracing::info!(
+        "hookpipe listening on http://{local} (public URL {public_url}), data in {}",
+        db_path.display()
+    );
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
         r = server => r.context("server failed")?,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {

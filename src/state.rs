@@ -46,7 +46,16 @@ impl AppState {
         tracker: TaskTracker,
     ) -> Self {
         let known = Arc::new(DashMap::new());
-        AppState { store, hub, committer, config, public_url: public_url.into(), known, shutdown, tracker }
+        AppState {
+            store,
+            hub,
+            committer,
+            config,
+            public_url: public_url.into(),
+            known,
+            shutdown,
+            tracker,
+        }
     }
 
     /// The token hash of an existing channel, or `404`.
@@ -57,7 +66,11 @@ impl AppState {
         if let Some(hash) = self.known.get(id) {
             return Ok(hash.clone());
         }
-        let record = self.store.channel(id).await?.ok_or(AppError::ChannelNotFound)?;
+        let record = self
+            .store
+            .channel(id)
+            .await?
+            .ok_or(AppError::ChannelNotFound)?;
         let hash: Arc<[u8]> = record.token_hash.into();
         self.known.insert(id.to_owned(), hash.clone());
         Ok(hash)

@@ -12,14 +12,23 @@ use crate::protocol::NewChannel;
 use crate::state::AppState;
 
 /// `POST /new`: a fresh channel and its subscribe token (shown only here).
-pub async fn create_channel(State(state): State<AppState>) -> Result<(StatusCode, Json<NewChannel>), AppError> {
+pub async fn create_channel(
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<NewChannel>), AppError> {
     let (id, token) = (new_channel_id(), new_token());
     let hash = hash_token(&token);
     state.store.create_channel(&id, &hash, now_ms()).await?;
     state.remember_channel(&id, hash);
     tracing::info!(channel = %id, "channel created");
     let webhook_url = format!("{}/{}", state.public_url, id);
-    Ok((StatusCode::CREATED, Json(NewChannel { channel: id, webhook_url, token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(NewChannel {
+            channel: id,
+            webhook_url,
+            token,
+        }),
+    ))
 }
 
 /// `GET /healthz`.

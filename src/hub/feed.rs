@@ -142,18 +142,26 @@ impl Feed {
     }
 
     async fn load_page(&mut self) -> Result<(), FeedError> {
-        let page = self.store.read_since(&self.channel, self.cursor, PAGE).await?;
+        let page = self
+            .store
+            .read_since(&self.channel, self.cursor, PAGE)
+            .await?;
         let full = page.events.len() == PAGE;
         for ev in page.events {
             if ev.seq > self.cursor + 1 {
-                self.ready.push_back(Item::Gap(gap(self.cursor + 1, ev.seq - 1)));
+                self.ready
+                    .push_back(Item::Gap(gap(self.cursor + 1, ev.seq - 1)));
             }
             self.cursor = ev.seq;
-            self.ready.push_back(Item::Event(Frame { seq: ev.seq, json: ev.frame.into() }));
+            self.ready.push_back(Item::Event(Frame {
+                seq: ev.seq,
+                json: ev.frame.into(),
+            }));
         }
         if !full {
             if page.head > self.cursor {
-                self.ready.push_back(Item::Gap(gap(self.cursor + 1, page.head)));
+                self.ready
+                    .push_back(Item::Gap(gap(self.cursor + 1, page.head)));
                 self.cursor = page.head;
             }
             self.catching_up = false;
@@ -163,5 +171,9 @@ impl Feed {
 }
 
 fn gap(from: u64, to: u64) -> Gap {
-    Gap { from, to, reason: "retention: these events were trimmed before they could be replayed".into() }
+    Gap {
+        from,
+        to,
+        reason: "retention: these events were trimmed before they could be replayed".into(),
+    }
 }

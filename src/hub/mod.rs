@@ -55,25 +55,37 @@ impl Hub {
 
     /// Joins a channel, unless it already has `max` subscribers.
     pub fn subscribe(&self, channel: &str, max: usize) -> Option<Subscription> {
-        let tx = self.channels.entry(channel.to_owned()).or_insert_with(|| broadcast::channel(RING_CAPACITY).0);
+        let tx = self
+            .channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| broadcast::channel(RING_CAPACITY).0);
         if tx.receiver_count() >= max {
             return None;
         }
         let rx = tx.subscribe();
         drop(tx);
-        Some(Subscription { hub: self.clone(), channel: channel.to_owned(), rx })
+        Some(Subscription {
+            hub: self.clone(),
+            channel: channel.to_owned(),
+            rx,
+        })
     }
 
     /// Live subscribers of a channel.
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.channels.get(channel).map(|tx| tx.receiver_count()).unwrap_or(0)
+        self.channels
+            .get(channel)
+            .map(|tx| tx.receiver_count())
+            .unwrap_or(0)
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         // The receiver is still alive here, so "only us left" means count == 1.
-        self.hub.channels.remove_if(&self.channel, |_, tx| tx.receiver_count() <= 1);
+        self.hub
+            .channels
+            .remove_if(&self.channel, |_, tx| tx.receiver_count() <= 1);
     }
 }
 
@@ -82,7 +94,10 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64) -> Frame {
-        Frame { seq, json: Utf8Bytes::from(format!("{{\"seq\":{seq}}}")) }
+        Frame {
+            seq,
+            json: Utf8Bytes::from(format!("{{\"seq\":{seq}}}")),
+        }
     }
 
     #[tokio::test]

@@ -61,12 +61,22 @@ async fn run(mut rx: mpsc::Receiver<Pending>, store: Arc<dyn Store>, hub: Hub) {
                 Err(_) => break,
             }
         }
-        let (events, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.event, p.reply)).unzip();
+        let (events, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.event, p.reply)).unzip();
         match store.append(events).await {
             Ok(committed) => {
                 for (c, reply) in committed.into_iter().zip(replies) {
-                    let receipt = Receipt { seq: c.seq, id: c.id };
-                    hub.publish(&c.channel, Frame { seq: c.seq, json: c.frame.into() });
+                    let receipt = Receipt {
+                        seq: c.seq,
+                        id: c.id,
+                    };
+                    hub.publish(
+                        &c.channel,
+                        Frame {
+                            seq: c.seq,
+                            json: c.frame.into(),
+                        },
+                    );
                     // The requester may have gone away; the event is stored regardless.
                     let _ = reply.send(Ok(receipt));
                 }

@@ -15,14 +15,21 @@ use crate::state::AppState;
 
 /// `POST|PUT|PATCH|DELETE /{channel}` and any method on `/{channel}/{*rest}`:
 /// answers `202 {"seq","id"}` only once the event is durably committed.
-pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<(StatusCode, Json<Receipt>), AppError> {
+pub async fn ingest(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<Receipt>), AppError> {
     let received_at_ms = now_ms();
     let (parts, body) = req.into_parts();
     let (channel, path) = split_channel_path(parts.uri.path());
     state.channel_token_hash(channel).await?;
 
     let limit = state.config.max_body;
-    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(AppError::BodyTooLarge { limit });
     }
@@ -31,7 +38,12 @@ pub async fn ingest(State(state): State<AppState>, req: Request) -> Result<(Stat
     let headers = parts
         .headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let event = NewEvent {
         channel: channel.to_owned(),
@@ -63,8 +75,12 @@ async fn read_body(body: Body, limit: u64) -> Result<bytes::Bytes, AppError> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(AppError::BodyTooLarge { limit }),
-        Err(e) => Err(AppError::BadRequest(format!("could not read the request body: {e}"))),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(AppError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(AppError::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 

@@ -3,8 +3,8 @@
 //! Ingest and fan-out only see [`Store`]; `sqlite` is the embedded default,
 //! and a clustered backend plugs in beside it without touching either.
 
-mod sqlite;
 pub mod retention;
+mod sqlite;
 
 use std::time::Duration;
 
@@ -81,7 +81,12 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a channel; ids are random, so a clash is an error.
-    async fn create_channel(&self, id: &str, token_hash: &[u8], created_at_ms: i64) -> Result<(), StoreError>;
+    async fn create_channel(
+        &self,
+        id: &str,
+        token_hash: &[u8],
+        created_at_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Looks a channel up.
     async fn channel(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError>;
     /// Ids of all channels.
@@ -90,9 +95,15 @@ pub trait Store: Send + Sync + 'static {
     /// returns once it is durable. Events may belong to several channels.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError>;
     /// Retained events of `channel` with `seq > since`, oldest first, at most `limit`.
-    async fn read_since(&self, channel: &str, since: u64, limit: usize) -> Result<Page, StoreError>;
+    async fn read_since(&self, channel: &str, since: u64, limit: usize)
+    -> Result<Page, StoreError>;
     /// Deletes what retention no longer keeps; returns how many events went.
     async fn trim(&self, now_ms: i64) -> Result<u64, StoreError>;
     /// Records that a subscriber finished with `seq` (and the status it got).
-    async fn record_ack(&self, channel: &str, seq: u64, status: Option<u16>) -> Result<(), StoreError>;
+    async fn record_ack(
+        &self,
+        channel: &str,
+        seq: u64,
+        status: Option<u16>,
+    ) -> Result<(), StoreError>;
 }

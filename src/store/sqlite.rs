@@ -61,7 +61,10 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
-    let open_err = |e: rusqlite::Error| StoreError::Open { path: path.display().to_string(), message: e.to_string() };
+    let open_err = |e: rusqlite::Error| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let conn = Connection::open(path).map_err(open_err)?;
     let sync = match sync {
         SyncMode::Full => "FULL",
@@ -83,11 +86,19 @@ impl SqliteStore {
         })?;
         let path = data_dir.join("hookpipe.db");
         let writer = open_connection(&path, sync)?;
-        writer
-            .execute_batch(SCHEMA)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
-        let inner = Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()), retention };
-        Ok(SqliteStore { inner: Arc::new(inner) })
+        writer.execute_batch(SCHEMA).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let inner = Inner {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            retention,
+        };
+        Ok(SqliteStore {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The database file.
@@ -102,19 +113,27 @@ impl SqliteStore {
         F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
 impl Inner {
-    fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // A poisoned lock only means another operation panicked mid-way; its
         // transaction rolled back when the connection's guard dropped.
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn)
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -139,24 +158,35 @@ impl Inner {
             }
             let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
             {
-                let mut bump = tx.prepare_cached("UPDATE channels SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq")?;
+                let mut bump = tx.prepare_cached(
+                    "UPDATE channels SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq",
+                )?;
                 for (channel, n) in &counts {
-                    let last: Option<u64> = bump.query_row(params![channel, n], |r| r.get(0)).optional()?;
-                    let last = last.ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?;
+                    let last: Option<u64> = bump
+                        .query_row(params![channel, n], |r| r.get(0))
+                        .optional()?;
+                    let last =
+                        last.ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?;
                     next.insert(channel, last - n + 1);
                 }
             }
             let mut committed = Vec::with_capacity(batch.len());
             {
-                let mut insert =
-                    tx.prepare_cached("INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
+                )?;
                 for ev in &batch {
                     let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
                     let seq = *slot;
                     *slot += 1;
                     let frame = encode_frame(ev, seq);
                     insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
-                    committed.push(Committed { channel: ev.channel.clone(), seq, id: ev.id.clone(), frame });
+                    committed.push(Committed {
+                        channel: ev.channel.clone(),
+                        seq,
+                        id: ev.id.clone(),
+                        frame,
+                    });
                 }
             }
             tx.commit()?;
@@ -164,7 +194,13 @@ impl Inner {
         })
     }
 
-    fn read_since(&self, channel: &str, since: u64, limit: usize, now_ms: i64) -> Result<Page, StoreError> {
+    fn read_since(
+        &self,
+        channel: &str,
+        since: u64,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Page, StoreError> {
         let keep = self.retention.keep_events;
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
         self.with_reader(|conn| {
@@ -182,9 +218,20 @@ impl Inner {
                  ORDER BY seq LIMIT ?4",
             )?;
             let events = stmt
-                .query_map(params![channel, since.max(oldest_kept), cutoff, limit as i64], |r| {
-                    Ok(StoredFrame { seq: r.get(0)?, frame: r.get(1)? })
-                })?
+                .query_map(
+                    params![
+                        channel,
+                        since.max(oldest_kept).min(i64::MAX as u64),
+                        cutoff,
+                        limit as i64
+                    ],
+                    |r| {
+                        Ok(StoredFrame {
+                            seq: r.get(0)?,
+                            frame: r.get(1)?,
+                        })
+                    },
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             drop(stmt);
             tx.finish()?;
@@ -197,14 +244,17 @@ impl Inner {
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut deleted = tx.execute("DELETE FROM events WHERE received_at < ?1", params![cutoff])? as u64;
+            let mut deleted =
+                tx.execute("DELETE FROM events WHERE received_at < ?1", params![cutoff])? as u64;
             let over: Vec<(String, u64)> = tx
                 .prepare("SELECT id, last_seq - ?1 FROM channels WHERE last_seq > ?1")?
                 .query_map(params![keep], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             {
-                let mut del = tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?;
-                let mut del_acks = tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+                let mut del =
+                    tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?;
+                let mut del_acks =
+                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
                 for (channel, upto) in &over {
                     deleted += del.execute(params![channel, upto])? as u64;
                     del_acks.execute(params![channel, upto])?;
@@ -219,7 +269,12 @@ impl Inner {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_channel(&self, id: &str, token_hash: &[u8], created_at_ms: i64) -> Result<(), StoreError> {
+    async fn create_channel(
+        &self,
+        id: &str,
+        token_hash: &[u8],
+        created_at_ms: i64,
+    ) -> Result<(), StoreError> {
         let (id, hash) = (id.to_owned(), token_hash.to_vec());
         self.blocking(move |inner| {
             inner.with_writer(|conn| {
@@ -238,7 +293,9 @@ impl Store for SqliteStore {
         self.blocking(move |inner| {
             inner.with_reader(|conn| {
                 let rec = conn
-                    .prepare_cached("SELECT id, token_hash, created_at, last_seq FROM channels WHERE id = ?1")?
+                    .prepare_cached(
+                        "SELECT id, token_hash, created_at, last_seq FROM channels WHERE id = ?1",
+                    )?
                     .query_row(params![id], |r| {
                         Ok(ChannelRecord {
                             id: r.get(0)?,
@@ -271,17 +328,28 @@ impl Store for SqliteStore {
         self.blocking(move |inner| inner.append(batch)).await
     }
 
-    async fn read_since(&self, channel: &str, since: u64, limit: usize) -> Result<Page, StoreError> {
+    async fn read_since(
+        &self,
+        channel: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let channel = channel.to_owned();
         let now = crate::event::now_ms();
-        self.blocking(move |inner| inner.read_since(&channel, since, limit, now)).await
+        self.blocking(move |inner| inner.read_since(&channel, since, limit, now))
+            .await
     }
 
     async fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
         self.blocking(move |inner| inner.trim(now_ms)).await
     }
 
-    async fn record_ack(&self, channel: &str, seq: u64, status: Option<u16>) -> Result<(), StoreError> {
+    async fn record_ack(
+        &self,
+        channel: &str,
+        seq: u64,
+        status: Option<u16>,
+    ) -> Result<(), StoreError> {
         let channel = channel.to_owned();
         let now = crate::event::now_ms();
         self.blocking(move |inner| {

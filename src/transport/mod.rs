@@ -27,7 +27,13 @@ impl SubscribeParams {
     pub fn since(&self) -> Result<Option<u64>, AppError> {
         self.since
             .as_deref()
-            .map(|s| s.parse::<u64>().map_err(|_| AppError::BadRequest(format!("since must be a seq number (0 or more), got '{s}'"))))
+            .map(|s| {
+                s.parse::<u64>().map_err(|_| {
+                    AppError::BadRequest(format!(
+                        "since must be a seq number (0 or more), got '{s}'"
+                    ))
+                })
+            })
             .transpose()
     }
 }
@@ -40,7 +46,12 @@ pub async fn subscribe(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
-    state.authorize(&channel, presented_token(&headers, params.token.as_deref()).as_deref()).await?;
+    state
+        .authorize(
+            &channel,
+            presented_token(&headers, params.token.as_deref()).as_deref(),
+        )
+        .await?;
     let since = params.since()?;
     let ws = ws.map_err(|_| {
         AppError::BadRequest("subscribe with a WebSocket upgrade (e.g. hookpipe-client, websocat); publish with POST".into())
@@ -50,11 +61,20 @@ pub async fn subscribe(
 }
 
 /// Joins the channel's live ring first, then positions the feed in the store.
-pub async fn open_feed(state: &AppState, channel: &str, since: Option<u64>) -> Result<Feed, AppError> {
+pub async fn open_feed(
+    state: &AppState,
+    channel: &str,
+    since: Option<u64>,
+) -> Result<Feed, AppError> {
     let max = state.config.max_subscribers;
-    let sub = state.hub.subscribe(channel, max).ok_or(AppError::TooManySubscribers(max))?;
-    Feed::start(state.store.clone(), channel, sub, since).await.map_err(|e| match e {
-        crate::hub::feed::FeedError::Store(s) => AppError::Store(s),
-        crate::hub::feed::FeedError::Closed => AppError::ShuttingDown,
-    })
+    let sub = state
+        .hub
+        .subscribe(channel, max)
+        .ok_or(AppError::TooManySubscribers(max))?;
+    Feed::start(state.store.clone(), channel, sub, since)
+        .await
+        .map_err(|e| match e {
+            crate::hub::feed::FeedError::Store(s) => AppError::Store(s),
+            crate::hub::feed::FeedError::Closed => AppError::ShuttingDown,
+        })
 }

@@ -90,7 +90,10 @@ async fn session(socket: WebSocket, state: AppState, channel: String, mut feed: 
         }
     };
     if let Some((code, reason)) = close {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
         let _ = timeout(Duration::from_secs(2), tx.send(Message::Close(Some(frame)))).await;
     }
 }
@@ -120,7 +123,11 @@ fn to_message(item: Item) -> Message {
 }
 
 fn control(frame: ServerFrame) -> Message {
-    Message::Text(serde_json::to_string(&frame).expect("control frames serialise").into())
+    Message::Text(
+        serde_json::to_string(&frame)
+            .expect("control frames serialise")
+            .into(),
+    )
 }
 
 async fn handle_text(state: &AppState, channel: &str, text: &str, warned: &mut bool) {

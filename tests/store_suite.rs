@@ -1,0 +1,129 @@
+//! The contract every `Store` implementation must meet. Each backend runs
+//! the same checks; add a backend by adding one constructor below.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookpipe::config::SyncMode;
+use hookpipe::event::{NewEvent, now_ms};
+use hookpipe::protocol::ServerFrame;
+use hookpipe::store::{Retention, SqliteStore, Store, StoreError};
+
+const RETENTION: Retention = Retention {
+    keep_events: 5,
+    max_age: Duration::from_secs(3600),
+};
+
+fn event(channel: &str, body: &str, received_at_ms: i64) -> NewEvent {
+    NewEvent {
+        channel: channel.into(),
+        id: format!("evt_{body}"),
+        received_at_ms,
+        method: "POST".into(),
+        path: String::new(),
+        query: String::new(),
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: Bytes::from(body.to_owned()),
+    }
+}
+
+async fn contract(store: Arc<dyn Store>) {
+    store.create_channel("a", b"hash-a", 1).await.unwrap();
+    store.create_channel("b", b"hash-b", 2).await.unwrap();
+    assert!(
+        store.create_channel("a", b"again", 3).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(store.channels().await.unwrap(), vec!["a", "b"]);
+    assert_eq!(
+        store.channel("a").await.unwrap().unwrap().token_hash,
+        b"hash-a"
+    );
+    assert!(store.channel("zz").await.unwrap().is_none());
+
+    // One batch across channels: per-channel seqs in batch order.
+    let now = now_ms();
+    let batch = vec![
+        event("a", "a1", now),
+        event("b", "b1", now),
+        event("a", "a2", now),
+    ];
+    let committed = store.append(batch).await.unwrap();
+    let seqs: Vec<(&str, u64)> = committed
+        .iter()
+        .map(|c| (c.channel.as_str(), c.seq))
+        .collect();
+    assert_eq!(seqs, vec![("a", 1), ("b", 1), ("a", 2)]);
+    let frame: ServerFrame = serde_json::from_str(&committed[2].frame).unwrap();
+    let ServerFrame::Event(ev) = frame else {
+        panic!("event frame")
+    };
+    assert_eq!(
+        (ev.seq, ev.body.as_str(), ev.id.as_str()),
+        (2, "a2", "evt_a2")
+    );
+
+    let unknown = store.append(vec![event("nope", "x", now)]).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownChannel(_))));
+
+    // Paging and head.
+    for i in 3..=8 {
+        store
+            .append(vec![event("a", &format!("a{i}"), now)])
+            .await
+            .unwrap();
+    }
+    let page = store.read_since("a", 0, 2).await.unwrap();
+    assert_eq!(page.head, 8);
+    // keep_events = 5: seqs 4..=8 are visible, whatever trimming has done.
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    let page = store.read_since("a", 6, 100).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![7, 8]
+    );
+    assert!(matches!(
+        store.read_since("zz", 0, 1).await,
+        Err(StoreError::UnknownChannel(_))
+    ));
+
+    // Age: an event older than max_age is invisible and trimmed.
+    let old = now - 2 * 3600 * 1000;
+    store
+        .append(vec![event("b", "old", old), event("b", "new", now)])
+        .await
+        .unwrap();
+    let page = store.read_since("b", 1, 100).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3]
+    );
+    let deleted = store.trim(now).await.unwrap();
+    assert_eq!(deleted, 3 + 1, "a1..a3 by count, b2 by age");
+    assert_eq!(store.read_since("a", 0, 100).await.unwrap().events.len(), 5);
+
+    store.record_ack("a", 8, Some(200)).await.unwrap();
+    store.record_ack("a", 8, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_meets_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SyncMode::Full, RETENTION).unwrap();
+    contract(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_open_reports_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = SqliteStore::open(&file, SyncMode::Full, RETENTION)
+        .err()
+        .expect("cannot open under a file");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
