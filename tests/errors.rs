@@ -160,3 +160,32 @@ async fn malformed_frames_are_ignored() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_that_never_answer_pings_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--ping-interval", "300ms"]);
+    let ch = new_channel(&relay.base).await;
+    // A client that never reads never answers pings: the relay must drop it.
+    let mut silent = subscribe(&relay, &ch, None).await;
+    let mut alive = subscribe(&relay, &ch, None).await;
+    let dropped = async {
+        // Reading only now: the pings arrive first, then the relay's close.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        silent.closed().await
+    };
+    // Meanwhile the reading client keeps answering pings and stays connected.
+    let kept = async {
+        let mut n = 0;
+        while n < 20 {
+            publish(&relay.base, &ch.channel, "", format!("{n}")).await;
+            assert_eq!(alive.next_event().await.body, format!("{n}"));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            n += 1;
+        }
+    };
+    let (close, ()) = tokio::join!(dropped, kept);
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1001);
+    assert!(close.reason.contains("pong"), "{}", close.reason);
+}
