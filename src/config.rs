@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay server.
     Serve(Config),
+    /// Measure a relay (or nginx+nchan) under load: throughput, latency, loss.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// How hard SQLite works to keep a committed event across failures.
@@ -64,11 +66,11 @@ pub struct Config {
     pub retain_for: Duration,
 
     /// Durability of each group commit (see README: Durability).
-    #[arg(long, env = "HOOKPIPE_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    #[arg(long, env = "HOOKPIPE_SYNC", value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
 
-    /// How often idle WebSocket subscribers are pinged; one silent for two
-    /// intervals is dropped.
+    /// How often subscribers are pinged (WebSocket pings, SSE `ping` events);
+    /// a WebSocket subscriber silent for two intervals is dropped.
     #[arg(long, env = "HOOKPIPE_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
@@ -85,7 +87,9 @@ impl Config {
     /// A configuration with every default, for embedding and tests.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let mut cfg = Cli::parse_from(["hookpipe", "serve"]);
-        let Command::Serve(ref mut c) = cfg.command;
+        let Command::Serve(ref mut c) = cfg.command else {
+            unreachable!("parsed from `hookpipe serve`")
+        };
         c.data_dir = data_dir.into();
         c.clone()
     }
@@ -147,6 +151,6 @@ mod tests {
         assert_eq!(c.max_body, 25 * 1024 * 1024);
         assert_eq!(c.retain_events, 1000);
         assert_eq!(c.retain_for, Duration::from_secs(86_400));
-        assert_eq!(c.sync, SyncMode::Full);
+        assert_eq!(c.sync, SyncMode::Normal);
     }
 }

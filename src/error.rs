@@ -22,6 +22,9 @@ pub enum AppError {
         /// The configured limit.
         limit: u64,
     },
+    /// No retained event with this seq in the channel.
+    #[error("no event with this seq in the channel (never sent, or dropped by retention)")]
+    EventNotFound,
     /// Something in the request is malformed; the message says what.
     #[error("{0}")]
     BadRequest(String),
@@ -45,6 +48,7 @@ impl AppError {
             AppError::ChannelNotFound => (StatusCode::NOT_FOUND, "channel_not_found"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            AppError::EventNotFound => (StatusCode::NOT_FOUND, "event_not_found"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::TooManySubscribers(_) => {

@@ -3,14 +3,32 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
 use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
 
 use crate::protocol::BodyEncoding;
 
-/// A webhook request as ingest captured it, before it has a seq.
+/// A webhook request as ingest sees it, borrowed from the HTTP request.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Raw path after `/{channel}`.
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: &'a str,
+    /// Headers, in the order the HTTP stack keeps them.
+    pub headers: &'a HeaderMap,
+    /// Body bytes exactly as received.
+    pub body: &'a [u8],
+}
+
+/// A webhook request before it has a seq, already encoded: everything of its
+/// frame but the seq is serialised on the ingest thread, so the (serial)
+/// committer only splices the seq in.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     /// The channel it was posted to.
@@ -19,16 +37,51 @@ pub struct NewEvent {
     pub id: String,
     /// Arrival time, milliseconds since the Unix epoch.
     pub received_at_ms: i64,
-    /// HTTP method.
-    pub method: String,
-    /// Raw path after `/{channel}`.
-    pub path: String,
-    /// Raw query string.
-    pub query: String,
-    /// Headers in arrival order, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// Body bytes exactly as received.
-    pub body: Bytes,
+    /// The frame's JSON after `{"type":"event","seq":N,`.
+    tail: String,
+}
+
+impl NewEvent {
+    /// Captures and encodes a request.
+    pub fn new(channel: String, id: String, received_at_ms: i64, req: Incoming<'_>) -> NewEvent {
+        let (body, body_encoding) = match std::str::from_utf8(req.body) {
+            Ok(text) => (Cow::Borrowed(text), BodyEncoding::Utf8),
+            Err(_) => (Cow::Owned(BASE64.encode(req.body)), BodyEncoding::Base64),
+        };
+        let fields = EventFieldsRef {
+            id: &id,
+            received_at: rfc3339_ms(received_at_ms),
+            method: req.method,
+            path: req.path,
+            query: req.query,
+            headers: HeaderPairs(req.headers),
+            body,
+            body_encoding,
+        };
+        let mut tail = serde_json::to_string(&fields).expect("event fields always serialise");
+        tail.remove(0); // the object's `{`: the frame supplies its own
+        NewEvent {
+            channel,
+            id,
+            received_at_ms,
+            tail,
+        }
+    }
+
+    /// Bytes this event adds to a batch (for batch size limits).
+    pub fn encoded_len(&self) -> usize {
+        self.tail.len()
+    }
+
+    /// The complete `{"type":"event","seq":N,...}` frame.
+    pub fn frame(&self, seq: u64) -> String {
+        let mut out = String::with_capacity(self.tail.len() + 40);
+        out.push_str("{\"type\":\"event\",\"seq\":");
+        out.push_str(itoa::Buffer::new().format(seq));
+        out.push(',');
+        out.push_str(&self.tail);
+        out
+    }
 }
 
 /// An event after its commit: the encoded frame every subscriber shares.
@@ -58,69 +111,73 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Borrowing twin of [`crate::protocol::Event`] inside a `ServerFrame`, so
-/// encoding copies nothing but the output.
+/// The fields of [`crate::protocol::Event`] after `seq`, borrowed.
 #[derive(Serialize)]
-struct EventFrameRef<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    seq: u64,
+struct EventFieldsRef<'a> {
     id: &'a str,
     received_at: String,
     method: &'a str,
     path: &'a str,
     query: &'a str,
-    headers: &'a [(String, String)],
+    headers: HeaderPairs<'a>,
     body: Cow<'a, str>,
     body_encoding: BodyEncoding,
 }
 
-/// Encodes the event frame for `seq`. Called once per event, at commit.
-pub fn encode_frame(ev: &NewEvent, seq: u64) -> String {
-    let (body, body_encoding) = match std::str::from_utf8(&ev.body) {
-        Ok(text) => (Cow::Borrowed(text), BodyEncoding::Utf8),
-        Err(_) => (Cow::Owned(BASE64.encode(&ev.body)), BodyEncoding::Base64),
-    };
-    let frame = EventFrameRef {
-        kind: "event",
-        seq,
-        id: &ev.id,
-        received_at: rfc3339_ms(ev.received_at_ms),
-        method: &ev.method,
-        path: &ev.path,
-        query: &ev.query,
-        headers: &ev.headers,
-        body,
-        body_encoding,
-    };
-    serde_json::to_string(&frame).expect("an event frame always serialises")
+/// Serialises a header map as `[[name, value], ...]` without copying it.
+struct HeaderPairs<'a>(&'a HeaderMap);
+
+impl Serialize for HeaderPairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            seq.serialize_element(&(name.as_str(), value.as_ref()))?;
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::{Event, ServerFrame};
+    use axum::http::HeaderMap;
 
     #[test]
     fn encoded_frame_is_a_protocol_event() {
-        let ev = NewEvent {
-            channel: "c".into(),
-            id: "evt_1".into(),
-            received_at_ms: 1_764_862_499_123,
-            method: "POST".into(),
-            path: "/gh".into(),
-            query: "x=1".into(),
-            headers: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
-            body: Bytes::from_static(&[0xff, 0x00]),
+        let mut headers = HeaderMap::new();
+        headers.append("a", "1".parse().unwrap());
+        headers.append("a", "2".parse().unwrap());
+        headers.append("content-type", "x/y".parse().unwrap());
+        let req = Incoming {
+            method: "POST",
+            path: "/gh",
+            query: "x=1",
+            headers: &headers,
+            body: &[0xff, 0x00],
         };
-        let parsed: ServerFrame = serde_json::from_str(&encode_frame(&ev, 9)).unwrap();
+        let ev = NewEvent::new("c".into(), "evt_1".into(), 1_764_862_499_123, req);
+        let parsed: ServerFrame = serde_json::from_str(&ev.frame(9)).unwrap();
         let ServerFrame::Event(e) = parsed else {
             panic!("not an event frame")
         };
-        assert_eq!(e.seq, 9);
-        assert_eq!(e.received_at, "2025-12-04T15:34:59.123Z");
+        let expected = Event {
+            seq: 9,
+            id: "evt_1".into(),
+            received_at: "2025-12-04T15:34:59.123Z".into(),
+            method: "POST".into(),
+            path: "/gh".into(),
+            query: "x=1".into(),
+            headers: vec![
+                ("a".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("content-type".into(), "x/y".into()),
+            ],
+            body: "/wA=".into(),
+            body_encoding: crate::protocol::BodyEncoding::Base64,
+        };
+        assert_eq!(e, expected);
         assert_eq!(e.body_bytes().unwrap(), vec![0xff, 0x00]);
-        assert_eq!(e.headers.len(), 2);
-        let _: &Event = &e;
     }
 }

@@ -9,9 +9,10 @@
 //! - `ingest`: the HTTP handler for webhooks and the group committer.
 //! - `store`: the [`store::Store`] trait, its SQLite implementation, retention.
 //! - `hub`: per-channel broadcast rings and each subscriber's gapless feed.
-//! - `transport`: the subscriber session (WebSocket).
-//! - `api`: channel creation and health; `auth`: ids, tokens, hashing.
+//! - `transport`: the subscriber sessions (WebSocket; SSE in smee.io's format or ours).
+//! - `api`: channel creation, history and health; `auth`: ids, tokens, hashing.
 //! - `server`: the router and the life cycle: [`run`] serves until shutdown.
+//! - `bench`: `hookpipe bench`, the load tool (publishers, subscribers, report).
 #![forbid(unsafe_code)]
 
 pub mod protocol;
@@ -20,6 +21,8 @@ pub mod protocol;
 pub mod api;
 #[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod bench;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]

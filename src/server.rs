@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::ingest::{Committer, ingest};
+use crate::ingest::{Committer, CommitterHandle, ingest};
 use crate::state::AppState;
 use crate::store::{Retention, SqliteStore, Store, retention};
 use crate::{api, transport};
@@ -20,8 +20,14 @@ use crate::{api, transport};
 /// Every route of the relay.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/new", post(api::create_channel))
+        // GET also answers HEAD (smee-client creates channels with HEAD).
+        .route("/new", post(api::create_channel).get(api::new_redirect))
         .route("/healthz", get(api::healthz))
+        .route("/api/channels/{channel}/events", get(api::history::events))
+        .route(
+            "/api/channels/{channel}/events/{seq}",
+            get(api::history::event),
+        )
         .route(
             "/{channel}",
             get(transport::subscribe)
@@ -35,6 +41,29 @@ pub fn router(state: AppState) -> Router {
         // Ingest enforces --max-body itself, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The relay's shared state over `store`, with its committer running. `run`
+/// uses it; benchmarks and embedders can drive `router(state)` directly.
+pub fn assemble(
+    store: Arc<dyn Store>,
+    config: Config,
+    public_url: String,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> (AppState, CommitterHandle) {
+    let hub = Hub::new();
+    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone());
+    let state = AppState::new(
+        store,
+        hub,
+        committer,
+        Arc::new(config),
+        public_url,
+        shutdown,
+        tracker,
+    );
+    (state, committer_task)
 }
 
 /// Runs the relay on `listener` until `shutdown` fires, then drains:
@@ -59,20 +88,16 @@ pub async fn run(
     let db_path = std::fs::canonicalize(sqlite.path()).unwrap_or_else(|_| sqlite.path().to_owned());
     let store: Arc<dyn Store> = Arc::new(sqlite);
 
-    let hub = Hub::new();
     let tracker = TaskTracker::new();
-    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone());
     let trimmer = tokio::spawn(retention::run(
         store.clone(),
         retention::interval_for(config.retain_for),
         shutdown.clone(),
     ));
     let drain = config.shutdown_timeout;
-    let state = AppState::new(
+    let (state, committer_task) = assemble(
         store,
-        hub,
-        committer,
-        Arc::new(config),
+        config,
         public_url.clone(),
         shutdown.clone(),
         tracker.clone(),
@@ -96,7 +121,10 @@ pub async fn run(
     }
     // Every Committer handle lived in the router or a session: both are gone,
     // so the committer drains its queue and ends.
-    if tokio::time::timeout(drain, committer_task).await.is_err() {
+    if tokio::time::timeout(drain, committer_task.finished())
+        .await
+        .is_err()
+    {
         tracing::warn!("committer did not finish within {drain:?}");
     }
     trimmer.abort();

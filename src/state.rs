@@ -12,9 +12,20 @@ use crate::hub::Hub;
 use crate::ingest::Committer;
 use crate::store::Store;
 
-/// Shared state behind every route; cheap to clone.
+/// Shared state behind every route: one `Arc`, so the per-request clones
+/// axum makes cost one atomic increment. Fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// Durable channels and events.
     pub store: Arc<dyn Store>,
     /// Live fan-out.
@@ -46,7 +57,7 @@ impl AppState {
         tracker: TaskTracker,
     ) -> Self {
         let known = Arc::new(DashMap::new());
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             hub,
             committer,
@@ -55,7 +66,7 @@ impl AppState {
             known,
             shutdown,
             tracker,
-        }
+        }))
     }
 
     /// The token hash of an existing channel, or `404`.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::event::NewEvent;
 use crate::hub::{Frame, Hub};
@@ -31,11 +30,13 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer task.
-    pub fn spawn(store: Arc<dyn Store>, hub: Hub) -> (Committer, JoinHandle<()>) {
+    /// Starts the committer task. It runs the store's commit inline: a
+    /// batch commit is short (the WAL write lands in the page cache), and
+    /// staying on the runtime avoids a cross-thread wake-up per batch.
+    pub fn spawn(store: Arc<dyn Store>, hub: Hub) -> (Committer, CommitterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(rx, store, hub));
-        (Committer { tx }, task)
+        (Committer { tx }, CommitterHandle { task })
     }
 
     /// Commits one event; resolves once it is durable (or failed).
@@ -47,15 +48,27 @@ impl Committer {
     }
 }
 
+/// Resolves when the committer has drained its queue and stopped.
+pub struct CommitterHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CommitterHandle {
+    /// Waits for the committer to finish.
+    pub async fn finished(self) {
+        let _ = self.task.await;
+    }
+}
+
 async fn run(mut rx: mpsc::Receiver<Pending>, store: Arc<dyn Store>, hub: Hub) {
     let mut batch: Vec<Pending> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.event.body.len();
+        let mut bytes = first.event.encoded_len();
         batch.push(first);
         while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += p.event.body.len();
+                    bytes += p.event.encoded_len();
                     batch.push(p);
                 }
                 Err(_) => break,

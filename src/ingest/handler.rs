@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::new_event_id;
 use crate::error::AppError;
-use crate::event::{NewEvent, now_ms};
+use crate::event::{Incoming, NewEvent, now_ms};
 use crate::protocol::Receipt;
 use crate::state::AppState;
 
@@ -35,26 +35,14 @@ pub async fn ingest(
     }
     let body = read_body(body, limit).await?;
 
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let event = NewEvent {
-        channel: channel.to_owned(),
-        id: new_event_id(),
-        received_at_ms,
-        method: parts.method.as_str().to_owned(),
-        path: path.to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers,
-        body,
+    let incoming = Incoming {
+        method: parts.method.as_str(),
+        path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
     };
+    let event = NewEvent::new(channel.to_owned(), new_event_id(), received_at_ms, incoming);
     match state.committer.commit(event).await {
         Some(Ok(receipt)) => Ok((StatusCode::ACCEPTED, Json(receipt))),
         Some(Err(e)) => Err(AppError::Store(e)),

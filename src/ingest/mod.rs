@@ -3,5 +3,5 @@
 mod committer;
 mod handler;
 
-pub use committer::Committer;
+pub use committer::{Committer, CommitterHandle};
 pub use handler::ingest;

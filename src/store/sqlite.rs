@@ -5,14 +5,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{ChannelRecord, Page, Retention, Store, StoreError, StoredFrame};
 use crate::config::SyncMode;
-use crate::event::{Committed, NewEvent, encode_frame};
+use crate::event::{Committed, NewEvent};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
@@ -28,7 +29,6 @@ CREATE TABLE IF NOT EXISTS events (
     frame       TEXT NOT NULL,
     PRIMARY KEY (channel, seq)
 );
-CREATE INDEX IF NOT EXISTS events_by_age ON events (received_at);
 CREATE TABLE IF NOT EXISTS acks (
     channel  TEXT NOT NULL,
     seq      INTEGER NOT NULL,
@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS acks (
 
 /// Idle read connections kept open.
 const READER_POOL: usize = 8;
+/// How often the background thread folds the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages after which a commit checkpoints by itself, should the
+/// background checkpointer fall behind (SQLite's default is 1000).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// The SQLite implementation of [`Store`].
 #[derive(Clone)]
@@ -49,6 +54,9 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    sync: SyncMode,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: mpsc::Sender<()>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     retention: Retention,
@@ -77,6 +85,27 @@ fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError
     Ok(conn)
 }
 
+/// Checkpoints off the commit path: a passive checkpoint never blocks the
+/// writer, and the committer no longer pays for copying pages back.
+fn spawn_checkpointer(conn: Connection) -> Result<mpsc::Sender<()>, StoreError> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("hookpipe-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Open {
+            path: "checkpoint thread".into(),
+            message: e.to_string(),
+        })?;
+    Ok(stop)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `hookpipe.db` in `data_dir`.
     pub fn open(data_dir: &Path, sync: SyncMode, retention: Retention) -> Result<Self, StoreError> {
@@ -90,8 +119,17 @@ impl SqliteStore {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let checkpointer = spawn_checkpointer(open_connection(&path, sync)?)?;
         let inner = Inner {
             path,
+            sync,
+            _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             retention,
@@ -179,7 +217,7 @@ impl Inner {
                     let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
                     let seq = *slot;
                     *slot += 1;
-                    let frame = encode_frame(ev, seq);
+                    let frame = ev.frame(seq);
                     insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
                     committed.push(Committed {
                         channel: ev.channel.clone(),
@@ -187,6 +225,22 @@ impl Inner {
                         id: ev.id.clone(),
                         frame,
                     });
+                }
+            }
+            {
+                // Count retention in the same transaction: each batch deletes
+                // as many rows as fell out of the window, so the table stays
+                // at its size with no trimming bursts that stall ingest.
+                let keep = self.retention.keep_events;
+                let mut drop_old = tx.prepare_cached(
+                    "DELETE FROM events WHERE channel = ?1 AND seq > ?2 AND seq <= ?3",
+                )?;
+                for (channel, n) in &counts {
+                    let last = next[channel] - 1;
+                    let (from, upto) = ((last - n).saturating_sub(keep), last.saturating_sub(keep));
+                    if upto > from {
+                        drop_old.execute(params![channel, from, upto])?;
+                    }
                 }
             }
             tx.commit()?;
@@ -324,8 +378,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// Runs on the calling thread: a thread hand-off per batch would cost
+    /// more than the commit itself. Only `--sync full` waits for an fsync;
+    /// then the worker hands its other tasks away while it waits.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
-        self.blocking(move |inner| inner.append(batch)).await
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if self.inner.sync == SyncMode::Full && multi_thread {
+            tokio::task::block_in_place(|| self.inner.append(batch))
+        } else {
+            self.inner.append(batch)
+        }
     }
 
     async fn read_since(

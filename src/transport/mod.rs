@@ -1,5 +1,8 @@
-//! Subscriber transports. `GET /{channel}` picks one from the request.
+//! Subscriber transports. `GET /{channel}` picks one from the request:
+//! a WebSocket upgrade, or Server-Sent Events (default format smee.io's).
 
+pub mod smee;
+pub mod sse;
 pub mod ws;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,6 +23,8 @@ pub struct SubscribeParams {
     pub token: Option<String>,
     /// Replay retained events with `seq > since` first.
     pub since: Option<String>,
+    /// SSE only: `smee` (default) or `hookpipe`.
+    pub format: Option<String>,
 }
 
 impl SubscribeParams {
@@ -38,7 +43,7 @@ impl SubscribeParams {
     }
 }
 
-/// `GET /{channel}`: authorize, join the hub, then hand over to a transport.
+/// `GET /{channel}`: pick the transport, authorize, join the hub, hand over.
 pub async fn subscribe(
     State(state): State<AppState>,
     Path(channel): Path<String>,
@@ -46,18 +51,38 @@ pub async fn subscribe(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
-    state
-        .authorize(
-            &channel,
-            presented_token(&headers, params.token.as_deref()).as_deref(),
-        )
-        .await?;
-    let since = params.since()?;
-    let ws = ws.map_err(|_| {
-        AppError::BadRequest("subscribe with a WebSocket upgrade (e.g. hookpipe-client, websocat); publish with POST".into())
-    })?;
-    let feed = open_feed(&state, &channel, since).await?;
-    Ok(ws::upgrade(ws, state, channel, feed))
+    let token = presented_token(&headers, params.token.as_deref());
+    if let Ok(ws) = ws {
+        state.authorize(&channel, token.as_deref()).await?;
+        let since = params.since()?;
+        let feed = open_feed(&state, &channel, since).await?;
+        return Ok(ws::upgrade(ws, state, channel, feed));
+    }
+    if accepts(&headers, "text/event-stream") {
+        return sse::subscribe(state, channel, token, &params, &headers).await;
+    }
+    // Room for `Accept: text/html` → the channel page (a later issue).
+    state.authorize(&channel, token.as_deref()).await?;
+    params.since()?;
+    Err(AppError::BadRequest(
+        "subscribe with a WebSocket upgrade (hookpipe-client, websocat) or with \
+         'Accept: text/event-stream' (EventSource, smee-client, curl -N); publish with POST"
+            .into(),
+    ))
+}
+
+/// Whether the `Accept` header lists `media_type` (parameters and q ignored).
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            item.split(';')
+                .next()
+                .is_some_and(|mt| mt.trim().eq_ignore_ascii_case(media_type))
+        })
 }
 
 /// Joins the channel's live ring first, then positions the feed in the store.

@@ -3,6 +3,8 @@
 //! has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
+pub mod smee;
+pub mod sse;
 pub mod target;
 
 use std::io::{BufRead, BufReader};
