@@ -30,9 +30,10 @@ nport=$(free_port)
 mkdir -p "$work/nchan"
 sed -e "s|@PORT@|$nport|; s|@DIR@|$work/nchan|g" benches/nchan/nginx.conf.in > "$work/nchan/nginx.conf"
 nginx -c "$work/nchan/nginx.conf" -p "$work/nchan" &
-pids+=($!)
+nmaster=$!
+pids+=($nmaster)
 wait_http "http://127.0.0.1:$nport/pub?id=probe"
-nchan_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
+nchan_pids() { { echo "$nmaster"; pgrep -P "$nmaster"; } | paste -sd, -; }
 
 # --- hookpipe ----------------------------------------------------------------
 hport=$(free_port)
@@ -53,30 +54,31 @@ run() {
     "$HP" bench --url "http://127.0.0.1:$hport" --target hookpipe --json --fail-on-loss "$@" > "$work/$name.hookpipe.json"
     "$HP" bench --url "http://127.0.0.1:$nport" --target nchan --json --fail-on-loss "$@" > "$work/$name.nchan.json"
 }
+# Memory first, on fresh servers (nginx recycles what earlier runs allocated): the server's RSS growth per idle WebSocket subscriber.
+"$HP" bench --url "http://127.0.0.1:$hport" --target hookpipe --json --idle-subscribers "$IDLE" --channels 100 \
+    --server-pid "$hpid" > "$work/idle.hookpipe.json"
+# nginx runs a master and one worker per core: sum them all.
+"$HP" bench --url "http://127.0.0.1:$nport" --target nchan --json --idle-subscribers "$IDLE" --channels 100 \
+    --server-pid "$(nchan_pids)" > "$work/idle.nchan.json"
+
 run ingest   --publishers 32 --subscribers 0 --messages "$N_INGEST"
 run fanout   --publishers 8 --subscribers 100 --messages "$N_FAN"
 run channels --publishers 32 --channels 1000 --subscribers 1 --messages "$N_CHAN"
 run latency  --publishers 8 --subscribers 100 --rate 500 --duration "$LAT_DUR"
-# Memory: the server's RSS growth per idle WebSocket subscriber.
-"$HP" bench --url "http://127.0.0.1:$hport" --target hookpipe --json --idle-subscribers "$IDLE" --channels 100 \
-    --server-pid "$hpid" > "$work/idle.hookpipe.json"
-# nginx runs several workers: sum their RSS through a wrapper pid list.
-"$HP" bench --url "http://127.0.0.1:$nport" --target nchan --json --idle-subscribers "$IDLE" --channels 100 \
-    --server-pid "$(nchan_pids | awk '{print $1}')" ${NCHAN_ALL_WORKERS:+--server-pid-extra "$(nchan_pids)"} \
-    > "$work/idle.nchan.json"
-
 python3 - "$work" <<'EOF'
 import json, sys, os
 w = sys.argv[1]
 def load(name, who):
     with open(os.path.join(w, f"{name}.{who}.json")) as f:
         return json.load(f)
+def idle_bytes(j):
+    return j["per_subscriber_bytes"]
 rows = [
     ("ingest publishes/s (32 publishers, no subscribers)", "ingest", lambda j: j["publishes_per_sec"], True),
     ("fan-out deliveries/s (1 channel, 100 subscribers)", "fanout", lambda j: j["deliveries_per_sec"], True),
     ("deliveries/s (1000 channels x 1 subscriber)", "channels", lambda j: j["deliveries_per_sec"], True),
     ("p99 latency ms (500 publishes/s, 100 subscribers)", "latency", lambda j: j["latency_ms"]["p99"], False),
-    ("server bytes per idle WebSocket subscriber", "idle", lambda j: j["server_bytes_per_subscriber"], False),
+    ("server bytes per idle WebSocket subscriber", "idle", idle_bytes, False),
 ]
 print("| measure | hookpipe | nchan | hookpipe/nchan | target met |")
 print("|---|---|---|---|---|")

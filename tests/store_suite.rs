@@ -42,8 +42,12 @@ async fn contract(store: Arc<dyn Store>) {
     );
     assert!(store.channel("zz").await.unwrap().is_none());
 
-    // One batch across channels: per-channel seqs in batch order.
+    // An event that arrived long ago (committed first, as in real life).
     let now = now_ms();
+    let old = now - 2 * 3600 * 1000;
+    store.append(vec![event("b", "b0", old)]).await.unwrap();
+
+    // One batch across channels: per-channel seqs in batch order.
     let batch = vec![
         event("a", "a1", now),
         event("b", "b1", now),
@@ -54,7 +58,7 @@ async fn contract(store: Arc<dyn Store>) {
         .iter()
         .map(|c| (c.channel.as_str(), c.seq))
         .collect();
-    assert_eq!(seqs, vec![("a", 1), ("b", 1), ("a", 2)]);
+    assert_eq!(seqs, vec![("a", 1), ("b", 2), ("a", 2)]);
     let frame: ServerFrame = serde_json::from_str(&committed[2].frame).unwrap();
     let ServerFrame::Event(ev) = frame else {
         panic!("event frame")
@@ -91,21 +95,23 @@ async fn contract(store: Arc<dyn Store>) {
         Err(StoreError::UnknownChannel(_))
     ));
 
-    // Age: an event older than max_age is invisible and trimmed.
-    let old = now - 2 * 3600 * 1000;
-    store
-        .append(vec![event("b", "old", old), event("b", "new", now)])
-        .await
-        .unwrap();
-    let page = store.read_since("b", 1, 100).await.unwrap();
+    // Age: an event older than max_age is invisible, then trimmed; the head survives.
+    let page = store.read_since("b", 0, 100).await.unwrap();
     assert_eq!(
         page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![3]
+        vec![2]
     );
     let deleted = store.trim(now).await.unwrap();
     // Count retention already happened inside the appends; only age is left.
-    assert_eq!(deleted, 1, "b2 by age");
+    assert_eq!(deleted, 1, "b0 by age");
+    assert_eq!(store.trim(now).await.unwrap(), 0, "nothing left to trim");
     assert_eq!(store.read_since("a", 0, 100).await.unwrap().events.len(), 5);
+    // Age empties a channel entirely: its seqs still continue.
+    let far_future = now + 3 * 3600 * 1000;
+    store.trim(far_future).await.unwrap();
+    assert_eq!(store.read_since("b", 0, 100).await.unwrap().head, 2);
+    let next = store.append(vec![event("b", "b3", now)]).await.unwrap();
+    assert_eq!(next[0].seq, 3);
 
     store.record_ack("a", 8, Some(200)).await.unwrap();
     store.record_ack("a", 8, None).await.unwrap();
@@ -115,7 +121,13 @@ async fn contract(store: Arc<dyn Store>) {
 async fn sqlite_meets_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), SyncMode::Full, RETENTION).unwrap();
-    contract(Arc::new(store)).await;
+    contract(Arc::new(store.clone())).await;
+    // Age empties every channel; after a restart the seqs still continue.
+    store.trim(now_ms() + 3 * 3600 * 1000).await.unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(dir.path(), SyncMode::Full, RETENTION).unwrap();
+    assert_eq!(reopened.read_since("a", 0, 10).await.unwrap().head, 8);
+    assert_eq!(reopened.read_since("b", 0, 10).await.unwrap().head, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

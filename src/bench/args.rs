@@ -94,9 +94,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", env = "HOOKPIPE_BENCH_IDLE_SUBSCRIBERS")]
     pub idle_subscribers: Option<usize>,
 
-    /// With --idle-subscribers: the relay's process id, to report its RSS before and after.
-    #[arg(long, value_name = "PID", requires = "idle_subscribers")]
-    pub server_pid: Option<u32>,
+    /// With --idle-subscribers: the relay's process id, to report its RSS before
+    /// and after; several (`--server-pid 1,2`) are summed, e.g. nginx's workers.
+    #[arg(
+        long,
+        value_name = "PID",
+        value_delimiter = ',',
+        requires = "idle_subscribers"
+    )]
+    pub server_pid: Vec<u32>,
 
     /// Messages published (and delivered) before the measured ones, not counted in
     /// rates or latencies.

@@ -27,7 +27,12 @@ pub async fn run(
     channels: &[Channel],
     n: usize,
 ) -> anyhow::Result<IdleReport> {
-    let rss_before = args.server_pid.map(rss_bytes).transpose()?;
+    let pids = &args.server_pid;
+    let rss_before = if pids.is_empty() {
+        None
+    } else {
+        Some(total_rss(pids)?)
+    };
     let started = Instant::now();
     let results: Vec<anyhow::Result<Ws>> = futures::stream::iter(0..n)
         .map(|i| {
@@ -50,9 +55,10 @@ pub async fn run(
         }
     }
     let connected = holders.len();
-    let rss_after = match args.server_pid {
-        Some(pid) => Some(settled_rss(pid).await?),
-        None => None,
+    let rss_after = if pids.is_empty() {
+        None
+    } else {
+        Some(settled_rss(pids).await?)
     };
     if let Some(hold_for) = args.duration {
         tokio::time::sleep(hold_for).await;
@@ -98,18 +104,23 @@ async fn hold(mut ws: Ws, stop: CancellationToken) -> bool {
 }
 
 /// The server's RSS once two readings 100 ms apart agree (at most [`RSS_SETTLE`]).
-async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+async fn settled_rss(pids: &[u32]) -> anyhow::Result<u64> {
     let deadline = Instant::now() + RSS_SETTLE;
-    let mut last = rss_bytes(pid)?;
+    let mut last = total_rss(pids)?;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = rss_bytes(pid)?;
+        let now = total_rss(pids)?;
         if now == last {
             break;
         }
         last = now;
     }
     Ok(last)
+}
+
+/// Summed `VmRSS` of `pids`.
+fn total_rss(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter().map(|&p| rss_bytes(p)).sum()
 }
 
 /// `VmRSS` of process `pid` in bytes, from `/proc/PID/status`.

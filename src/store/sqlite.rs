@@ -55,6 +55,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     sync: SyncMode,
+    /// Newest seq per channel seen by this process; guarded together with
+    /// the writer (locked only while `writer` is held).
+    heads: Mutex<HashMap<String, u64>>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
     writer: Mutex<Connection>,
@@ -129,11 +132,19 @@ impl SqliteStore {
         let inner = Inner {
             path,
             sync,
+            heads: Mutex::new(HashMap::new()),
             _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             retention,
         };
+        let removed = inner.trim_counts()?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "applied --retain-events to events kept by an earlier run"
+            );
+        }
         Ok(SqliteStore {
             inner: Arc::new(inner),
         })
@@ -194,19 +205,17 @@ impl Inner {
             for ev in &batch {
                 *counts.entry(ev.channel.as_str()).or_default() += 1;
             }
+            // Heads live in memory (loaded once per channel), so a batch
+            // touches no channel rows: the events table is the record.
+            let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
             let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
-            {
-                let mut bump = tx.prepare_cached(
-                    "UPDATE channels SET last_seq = last_seq + ?2 WHERE id = ?1 RETURNING last_seq",
-                )?;
-                for (channel, n) in &counts {
-                    let last: Option<u64> = bump
-                        .query_row(params![channel, n], |r| r.get(0))
-                        .optional()?;
-                    let last =
-                        last.ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?;
-                    next.insert(channel, last - n + 1);
-                }
+            for channel in counts.keys() {
+                let head = match heads.get(*channel) {
+                    Some(h) => *h,
+                    None => head_of(&tx, channel)?
+                        .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
+                };
+                next.insert(channel, head + 1);
             }
             let mut committed = Vec::with_capacity(batch.len());
             {
@@ -235,15 +244,23 @@ impl Inner {
                 let mut drop_old = tx.prepare_cached(
                     "DELETE FROM events WHERE channel = ?1 AND seq > ?2 AND seq <= ?3",
                 )?;
+                let mut drop_acks = tx.prepare_cached(
+                    "DELETE FROM acks WHERE channel = ?1 AND seq > ?2 AND seq <= ?3",
+                )?;
                 for (channel, n) in &counts {
                     let last = next[channel] - 1;
                     let (from, upto) = ((last - n).saturating_sub(keep), last.saturating_sub(keep));
                     if upto > from {
                         drop_old.execute(params![channel, from, upto])?;
+                        drop_acks.execute(params![channel, from, upto])?;
                     }
                 }
             }
             tx.commit()?;
+            // Only a committed batch moves the heads.
+            for (channel, n) in next {
+                heads.insert(channel.to_owned(), n - 1);
+            }
             Ok(committed)
         })
     }
@@ -260,11 +277,8 @@ impl Inner {
         self.with_reader(|conn| {
             // One snapshot for both reads, so `head` matches `events`.
             let tx = conn.transaction()?;
-            let head: Option<u64> = tx
-                .prepare_cached("SELECT last_seq FROM channels WHERE id = ?1")?
-                .query_row(params![channel], |r| r.get(0))
-                .optional()?;
-            let head = head.ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?;
+            let head = head_of(&tx, channel)?
+                .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?;
             // Reads apply retention themselves, so trimming is only housekeeping.
             let oldest_kept = head.saturating_sub(keep);
             let mut stmt = tx.prepare_cached(
@@ -294,31 +308,83 @@ impl Inner {
     }
 
     fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let keep = self.retention.keep_events;
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut deleted =
-                tx.execute("DELETE FROM events WHERE received_at < ?1", params![cutoff])? as u64;
-            let over: Vec<(String, u64)> = tx
-                .prepare("SELECT id, last_seq - ?1 FROM channels WHERE last_seq > ?1")?
-                .query_map(params![keep], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            {
-                let mut del =
-                    tx.prepare_cached("DELETE FROM events WHERE channel = ?1 AND seq <= ?2")?;
-                let mut del_acks =
-                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for (channel, upto) in &over {
-                    deleted += del.execute(params![channel, upto])? as u64;
-                    del_acks.execute(params![channel, upto])?;
-                }
+            // Rowids follow commit order and received_at follows arrival, so
+            // old rows come first: the scan stops at the first young one.
+            let first_young: Option<i64> = tx
+                .query_row(
+                    "SELECT rowid FROM events WHERE received_at >= ?1 ORDER BY rowid LIMIT 1",
+                    params![cutoff],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let bound = first_young.unwrap_or(i64::MAX);
+            let any_old: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1 AND received_at < ?2)",
+                params![bound, cutoff],
+                |r| r.get(0),
+            )?;
+            if !any_old {
+                return Ok(0);
             }
+            // Heads are kept by the events themselves; before age may delete
+            // a channel's last event, write its head down.
+            tx.execute(
+                "UPDATE channels SET last_seq = (SELECT max(seq) FROM events WHERE channel = channels.id)
+                 WHERE EXISTS (SELECT 1 FROM events WHERE channel = channels.id)",
+                [],
+            )?;
+            let deleted = tx.execute(
+                "DELETE FROM events WHERE rowid < ?1 AND received_at < ?2",
+                params![bound, cutoff],
+            )? as u64;
             tx.execute("DELETE FROM acks WHERE acked_at < ?1", params![cutoff])?;
             tx.commit()?;
             Ok(deleted)
         })
     }
+
+    /// Applies count retention to what an earlier run (perhaps with a larger
+    /// --retain-events) left; appends keep it from then on.
+    fn trim_counts(&self) -> Result<u64, StoreError> {
+        let keep = self.retention.keep_events;
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let heads: Vec<(String, u64)> = tx
+                .prepare("SELECT channel, max(seq) FROM events GROUP BY channel")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut deleted = 0;
+            for (channel, head) in heads.iter().filter(|(_, h)| *h > keep) {
+                let upto = head - keep;
+                deleted += tx.execute(
+                    "DELETE FROM events WHERE channel = ?1 AND seq <= ?2",
+                    params![channel, upto],
+                )?;
+                tx.execute(
+                    "DELETE FROM acks WHERE channel = ?1 AND seq <= ?2",
+                    params![channel, upto],
+                )?;
+            }
+            tx.commit()?;
+            Ok(deleted as u64)
+        })
+    }
+}
+
+/// A channel's newest seq: its newest event, or the head written down when
+/// age retention emptied it. `None` for an unknown channel.
+fn head_of(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT max(last_seq, IFNULL((SELECT max(seq) FROM events WHERE channel = ?1), 0))
+             FROM channels WHERE id = ?1",
+        )?
+        .query_row(params![channel], |r| r.get(0))
+        .optional()?;
+    Ok(head)
 }
 
 #[async_trait]
@@ -348,7 +414,9 @@ impl Store for SqliteStore {
             inner.with_reader(|conn| {
                 let rec = conn
                     .prepare_cached(
-                        "SELECT id, token_hash, created_at, last_seq FROM channels WHERE id = ?1",
+                        "SELECT id, token_hash, created_at,
+                                max(last_seq, IFNULL((SELECT max(seq) FROM events WHERE channel = ?1), 0))
+                         FROM channels WHERE id = ?1",
                     )?
                     .query_row(params![id], |r| {
                         Ok(ChannelRecord {

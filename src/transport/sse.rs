@@ -177,6 +177,16 @@ fn response(body: Body) -> Response {
 /// connection is cut instead (the client stopped reading).
 fn body(rx: mpsc::Receiver<Bytes>, abort: CancellationToken) -> Body {
     let chunks = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
+        if abort.is_cancelled() {
+            return Some((
+                Err(std::io::Error::other("subscriber stalled")),
+                (rx, abort),
+            ));
+        }
+        // The common case, a queued chunk, touches no token.
+        if let Ok(c) = rx.try_recv() {
+            return Some((Ok::<_, std::io::Error>(c), (rx, abort)));
+        }
         tokio::select! {
             biased;
             _ = abort.cancelled() => Some((Err(std::io::Error::other("subscriber stalled")), (rx, abort))),
@@ -198,10 +208,13 @@ async fn session(
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     // After a slow send, one ping is enough, not a burst of the missed ones.
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let shutdown = state.shutdown.clone();
+    // Registered once: a fresh `cancelled()` per loop would lock the shared
+    // token on every event for every subscriber.
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
     loop {
         let chunk = tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 let _ = tx.try_send(Bytes::from_static(b": relay shutting down; reconnect with Last-Event-ID\n\n"));
                 break;
             }

@@ -42,11 +42,14 @@ async fn session(socket: WebSocket, state: AppState, channel: String, mut feed: 
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     let mut warned_malformed = false;
-    let shutdown = state.shutdown.clone();
+    // Registered once: a fresh `cancelled()` per loop would lock the shared
+    // token on every event for every subscriber.
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
 
     let close = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break Some((GOING_AWAY, "relay shutting down; reconnect with since=<last seq>")),
+            _ = &mut shutdown => break Some((GOING_AWAY, "relay shutting down; reconnect with since=<last seq>")),
             item = feed.next() => {
                 let first = match item {
                     Ok(item) => item,
