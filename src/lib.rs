@@ -10,7 +10,9 @@
 //! - `store`: the [`store::Store`] trait, its SQLite implementation, retention.
 //! - `hub`: per-channel broadcast rings and each subscriber's gapless feed.
 //! - `transport`: the subscriber sessions (WebSocket; SSE in smee.io's format or ours).
-//! - `api`: channel creation, history and health; `auth`: ids, tokens, hashing.
+//! - `api`: channel creation, history, delivery results, redelivery and health;
+//!   `auth`: ids, tokens, hashing.
+//! - `ui`: the web inspector (home page, live channel page), assets embedded.
 //! - `server`: the router and the life cycle: [`run`] serves until shutdown.
 //! - `bench`: `hookpipe bench`, the load tool (publishers, subscribers, report).
 #![forbid(unsafe_code)]
@@ -41,6 +43,8 @@ pub mod state;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod transport;
+#[cfg(feature = "server")]
+pub mod ui;
 
 #[cfg(feature = "server")]
 pub use server::{router, run};

@@ -16,7 +16,7 @@ use crate::hub::Hub;
 use crate::ingest::{Committer, CommitterHandle, ingest};
 use crate::state::AppState;
 use crate::store::{Retention, SqliteStore, Store, retention};
-use crate::{api, transport};
+use crate::{api, transport, ui};
 
 /// Every route of the relay.
 pub fn router(state: AppState) -> Router {
@@ -29,6 +29,12 @@ pub fn router(state: AppState) -> Router {
             "/api/channels/{channel}/events/{seq}",
             get(api::history::event),
         )
+        .route(
+            "/api/channels/{channel}/events/{seq}/redeliver",
+            post(api::redeliver::redeliver),
+        )
+        .route("/api/channels/{channel}/acks", get(api::acks::acks))
+        .merge(ui::router())
         .route(
             "/{channel}",
             get(transport::subscribe)
@@ -52,9 +58,10 @@ pub fn assemble(
     public_url: String,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) -> (AppState, CommitterHandle) {
+) -> anyhow::Result<(AppState, CommitterHandle)> {
     let hub = Hub::new();
-    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone());
+    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone())
+        .context("cannot start the committer thread")?;
     let state = AppState::new(
         store,
         hub,
@@ -64,7 +71,7 @@ pub fn assemble(
         shutdown,
         tracker,
     );
-    (state, committer_task)
+    Ok((state, committer_task))
 }
 
 /// Runs the relay on `listener` until `shutdown` fires, then drains:
@@ -102,7 +109,7 @@ pub async fn run(
         public_url.clone(),
         shutdown.clone(),
         tracker.clone(),
-    );
+    )?;
 
     tracing::info!(
         "hookpipe listening on http://{local} (public URL {public_url}), data in {}",

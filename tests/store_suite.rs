@@ -113,8 +113,21 @@ async fn contract(store: Arc<dyn Store>) {
     let next = store.append(vec![event("b", "b3", now)]).await.unwrap();
     assert_eq!(next[0].seq, 3);
 
+    // Acks: the latest per seq wins; reads are by seq range, per channel.
+    let before = now_ms();
     store.record_ack("a", 8, Some(200)).await.unwrap();
     store.record_ack("a", 8, None).await.unwrap();
+    store.record_ack("a", 6, Some(502)).await.unwrap();
+    store.record_ack("b", 3, Some(204)).await.unwrap();
+    let acks = store.acks("a", 1, 100).await.unwrap();
+    let got: Vec<(u64, Option<u16>)> = acks.iter().map(|a| (a.seq, a.status)).collect();
+    assert_eq!(got, vec![(6, Some(502)), (8, None)]);
+    assert!(acks.iter().all(|a| a.acked_at_ms >= before));
+    let only7 = store.acks("a", 7, 7).await.unwrap();
+    assert!(only7.is_empty(), "no ack for seq 7: {only7:?}");
+    let b = store.acks("b", 0, u64::MAX).await.unwrap();
+    assert_eq!(b.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![3]);
+    assert!(store.acks("zz", 0, 10).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::acks::push_with_delivery;
 use crate::auth::presented_token;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -32,7 +33,8 @@ pub struct HistoryParams {
 /// `GET /api/channels/{channel}/events?since=N&limit=M`:
 /// `{"events": [...], "head": H, "next_since": S}`. Pass `next_since` as the
 /// next `since`: it is the last event's seq when the page is full, else the
-/// head (everything up to it was returned or is gone).
+/// head (everything up to it was returned or is gone). An event a subscriber
+/// acked also carries `"delivery": {"status", "acked_at"}`.
 pub async fn events(
     State(state): State<AppState>,
     Path(channel): Path<String>,
@@ -60,18 +62,26 @@ pub async fn events(
     };
     let page = state.store.read_since(&channel, since, limit).await?;
     let next_since = match page.events.last() {
-        Some(last) if page.events.len() == limit => last.seq,
+        Some(last) if page.more => last.seq,
         _ => page.head,
     };
+    let acked = match (page.events.first(), page.events.last()) {
+        (Some(first), Some(last)) => state.store.acks(&channel, first.seq, last.seq).await?,
+        _ => Vec::new(),
+    };
     // The stored frames are already the JSON to send: splice, don't re-encode.
-    let mut out =
-        String::with_capacity(page.events.iter().map(|e| e.frame.len() + 1).sum::<usize>() + 64);
+    let mut out = String::with_capacity(
+        page.events.iter().map(|e| e.frame.len() + 1).sum::<usize>() + acked.len() * 64 + 64,
+    );
     out.push_str("{\"events\":[");
+    let mut acked = acked.iter().peekable();
     for (i, event) in page.events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&event.frame);
+        while acked.next_if(|a| a.seq < event.seq).is_some() {}
+        let ack = acked.next_if(|a| a.seq == event.seq);
+        push_with_delivery(&mut out, &event.frame, ack);
     }
     let _ = write!(
         out,
@@ -98,7 +108,12 @@ pub async fn event(
     }
     let page = state.store.read_since(&channel, seq - 1, 1).await?;
     match page.events.into_iter().next() {
-        Some(found) if found.seq == seq => Ok(json(found.frame)),
+        Some(found) if found.seq == seq => {
+            let ack = state.store.acks(&channel, seq, seq).await?;
+            let mut out = String::with_capacity(found.frame.len() + 64);
+            push_with_delivery(&mut out, &found.frame, ack.first());
+            Ok(json(out))
+        }
         _ => Err(AppError::EventNotFound),
     }
 }
@@ -113,7 +128,19 @@ async fn authorize(
     state.authorize(channel, token.as_deref()).await
 }
 
-fn json(body: String) -> Response {
+/// `404` for an unknown channel, `401` unless the request holds its token
+/// (`Authorization: Bearer`, else `query_token`).
+pub(super) async fn authorize_token(
+    state: &AppState,
+    channel: &str,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(), AppError> {
+    let token = presented_token(headers, query_token);
+    state.authorize(channel, token.as_deref()).await
+}
+
+pub(super) fn json(body: String) -> Response {
     (
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body,

@@ -1,6 +1,9 @@
-//! Management endpoints: channel creation, event history and health.
+//! Management endpoints: channel creation, event history, delivery results,
+//! redelivery and health.
 
+pub mod acks;
 pub mod history;
+pub mod redeliver;
 
 use axum::Json;
 use axum::extract::State;

@@ -146,7 +146,7 @@ impl Feed {
             .store
             .read_since(&self.channel, self.cursor, PAGE)
             .await?;
-        let full = page.events.len() == PAGE;
+        let full = page.more;
         for ev in page.events {
             if ev.seq > self.cursor + 1 {
                 self.ready

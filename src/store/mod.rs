@@ -3,6 +3,7 @@
 //! Ingest and fan-out only see [`Store`]; `sqlite` is the embedded default,
 //! and a clustered backend plugs in beside it without touching either.
 
+mod log_index;
 pub mod retention;
 mod sqlite;
 
@@ -52,6 +53,19 @@ pub struct Page {
     pub events: Vec<StoredFrame>,
     /// The channel's newest seq when the page was read.
     pub head: u64,
+    /// More retained events follow this page (read on from the last seq).
+    pub more: bool,
+}
+
+/// A subscriber's acknowledgement of one event, as stored (the latest wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The acknowledged seq.
+    pub seq: u64,
+    /// The HTTP status the subscriber's local target answered, if it said.
+    pub status: Option<u16>,
+    /// When the ack was recorded, ms since the epoch.
+    pub acked_at_ms: i64,
 }
 
 /// Why the store failed. Cloneable so one failed group commit can answer
@@ -108,4 +122,8 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         status: Option<u16>,
     ) -> Result<(), StoreError>;
+    /// The acks of `channel` for seqs `from_seq..=to_seq`, in seq order. Callers
+    /// bound the range: it is at most one row per seq.
+    async fn acks(&self, channel: &str, from_seq: u64, to_seq: u64)
+    -> Result<Vec<Ack>, StoreError>;
 }

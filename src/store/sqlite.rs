@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::log_index::LogIndex;
 use super::{ChannelRecord, Page, Retention, Store, StoreError, StoredFrame};
 use crate::config::SyncMode;
 use crate::event::{Committed, NewEvent};
@@ -22,12 +23,14 @@ CREATE TABLE IF NOT EXISTS channels (
     created_at INTEGER NOT NULL,
     last_seq   INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+-- An append-only log: rows only ever go to the end of this one B-tree.
+-- Lookups by (channel, seq) use the in-memory LogIndex, rebuilt at start.
 CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
     channel     TEXT NOT NULL,
     seq         INTEGER NOT NULL,
     received_at INTEGER NOT NULL,
-    frame       TEXT NOT NULL,
-    PRIMARY KEY (channel, seq)
+    frame       TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS acks (
     channel  TEXT NOT NULL,
@@ -54,10 +57,9 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    sync: SyncMode,
-    /// Newest seq per channel seen by this process; guarded together with
-    /// the writer (locked only while `writer` is held).
-    heads: Mutex<HashMap<String, u64>>,
+    /// `(seq, rowid)` of every retained event and each channel's head;
+    /// written only while `writer` is held.
+    index: RwLock<LogIndex>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
     writer: Mutex<Connection>,
@@ -131,14 +133,13 @@ impl SqliteStore {
         let checkpointer = spawn_checkpointer(open_connection(&path, sync)?)?;
         let inner = Inner {
             path,
-            sync,
-            heads: Mutex::new(HashMap::new()),
+            index: RwLock::new(LogIndex::default()),
             _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             retention,
         };
-        let removed = inner.trim_counts()?;
+        let removed = inner.load_index()?;
         if removed > 0 {
             tracing::info!(
                 removed,
@@ -200,24 +201,26 @@ impl Inner {
     fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // One counter update per channel per batch, not per event.
             let mut counts: HashMap<&str, u64> = HashMap::new();
             for ev in &batch {
                 *counts.entry(ev.channel.as_str()).or_default() += 1;
             }
-            // Heads live in memory (loaded once per channel), so a batch
-            // touches no channel rows: the events table is the record.
-            let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+            // The index is only written below, under the writer lock we hold,
+            // so heads read now stay valid until the commit.
             let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
-            for channel in counts.keys() {
-                let head = match heads.get(*channel) {
-                    Some(h) => *h,
-                    None => head_of(&tx, channel)?
-                        .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
-                };
-                next.insert(channel, head + 1);
+            {
+                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+                for channel in counts.keys() {
+                    let head = match index.head(channel) {
+                        Some(h) => h,
+                        None => stored_head(&tx, channel)?
+                            .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
+                    };
+                    next.insert(channel, head + 1);
+                }
             }
             let mut committed = Vec::with_capacity(batch.len());
+            let mut rowids = Vec::with_capacity(batch.len());
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
@@ -228,6 +231,7 @@ impl Inner {
                     *slot += 1;
                     let frame = ev.frame(seq);
                     insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
+                    rowids.push(tx.last_insert_rowid());
                     committed.push(Committed {
                         channel: ev.channel.clone(),
                         seq,
@@ -236,30 +240,37 @@ impl Inner {
                     });
                 }
             }
+            // Count retention in the same transaction: each batch deletes the
+            // rows that fell out of the window, so the log stays at its size
+            // with no trimming bursts that stall ingest.
+            let keep = self.retention.keep_events;
+            let mut dropped: Vec<(&str, u64)> = Vec::new();
             {
-                // Count retention in the same transaction: each batch deletes
-                // as many rows as fell out of the window, so the table stays
-                // at its size with no trimming bursts that stall ingest.
-                let keep = self.retention.keep_events;
-                let mut drop_old = tx.prepare_cached(
-                    "DELETE FROM events WHERE channel = ?1 AND seq > ?2 AND seq <= ?3",
-                )?;
-                let mut drop_acks = tx.prepare_cached(
-                    "DELETE FROM acks WHERE channel = ?1 AND seq > ?2 AND seq <= ?3",
-                )?;
-                for (channel, n) in &counts {
-                    let last = next[channel] - 1;
-                    let (from, upto) = ((last - n).saturating_sub(keep), last.saturating_sub(keep));
-                    if upto > from {
-                        drop_old.execute(params![channel, from, upto])?;
-                        drop_acks.execute(params![channel, from, upto])?;
+                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+                let mut delete = tx.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
+                let mut delete_acks =
+                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+                for channel in counts.keys() {
+                    let upto = (next[channel] - 1).saturating_sub(keep);
+                    let gone = index.rowids_through(channel, upto);
+                    if gone.is_empty() {
+                        continue;
                     }
+                    for rowid in &gone {
+                        delete.execute(params![rowid])?;
+                    }
+                    delete_acks.execute(params![channel, upto])?;
+                    dropped.push((channel, upto));
                 }
             }
             tx.commit()?;
-            // Only a committed batch moves the heads.
-            for (channel, n) in next {
-                heads.insert(channel.to_owned(), n - 1);
+            // Only a committed batch changes the index.
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            for (c, rowid) in committed.iter().zip(rowids) {
+                index.push(&c.channel, c.seq, rowid);
+            }
+            for (channel, upto) in dropped {
+                index.take_through(channel, upto);
             }
             Ok(committed)
         })
@@ -274,36 +285,41 @@ impl Inner {
     ) -> Result<Page, StoreError> {
         let keep = self.retention.keep_events;
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
+        let (head, entries, more) = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            match index.head(channel) {
+                Some(head) => {
+                    // Reads apply retention themselves; trimming is housekeeping.
+                    let (entries, more) =
+                        index.after(channel, since.max(head.saturating_sub(keep)), limit);
+                    (Some(head), entries, more)
+                }
+                None => (None, Vec::new(), false),
+            }
+        };
         self.with_reader(|conn| {
-            // One snapshot for both reads, so `head` matches `events`.
-            let tx = conn.transaction()?;
-            let head = head_of(&tx, channel)?
-                .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?;
-            // Reads apply retention themselves, so trimming is only housekeeping.
-            let oldest_kept = head.saturating_sub(keep);
-            let mut stmt = tx.prepare_cached(
-                "SELECT seq, frame FROM events WHERE channel = ?1 AND seq > ?2 AND received_at >= ?3
-                 ORDER BY seq LIMIT ?4",
-            )?;
-            let events = stmt
-                .query_map(
-                    params![
-                        channel,
-                        since.max(oldest_kept).min(i64::MAX as u64),
-                        cutoff,
-                        limit as i64
-                    ],
-                    |r| {
-                        Ok(StoredFrame {
-                            seq: r.get(0)?,
-                            frame: r.get(1)?,
-                        })
-                    },
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            drop(stmt);
-            tx.finish()?;
-            Ok(Page { events, head })
+            let head = match head {
+                Some(h) => h,
+                // Not in the index: no events; the channels table knows it (or not).
+                None => stored_head(conn, channel)?
+                    .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?,
+            };
+            let mut stmt =
+                conn.prepare_cached("SELECT received_at, frame FROM events WHERE rowid = ?1")?;
+            let mut events = Vec::with_capacity(entries.len());
+            for (seq, rowid) in entries {
+                // A row trimmed since the index was read is simply gone: the
+                // feed reports the hole as a gap.
+                let row: Option<(i64, String)> = stmt
+                    .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((received_at, frame)) = row
+                    && received_at >= cutoff
+                {
+                    events.push(StoredFrame { seq, frame });
+                }
+            }
+            Ok(Page { events, head, more })
         })
     }
 
@@ -322,66 +338,85 @@ impl Inner {
                 .optional()?;
             let bound = first_young.unwrap_or(i64::MAX);
             let any_old: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1 AND received_at < ?2)",
-                params![bound, cutoff],
+                "SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1)",
+                params![bound],
                 |r| r.get(0),
             )?;
             if !any_old {
                 return Ok(0);
             }
-            // Heads are kept by the events themselves; before age may delete
-            // a channel's last event, write its head down.
-            tx.execute(
-                "UPDATE channels SET last_seq = (SELECT max(seq) FROM events WHERE channel = channels.id)
-                 WHERE EXISTS (SELECT 1 FROM events WHERE channel = channels.id)",
-                [],
-            )?;
-            let deleted = tx.execute(
-                "DELETE FROM events WHERE rowid < ?1 AND received_at < ?2",
-                params![bound, cutoff],
-            )? as u64;
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            {
+                // Age may delete a channel's last event: write heads down first.
+                let mut save = tx.prepare_cached(
+                    "UPDATE channels SET last_seq = ?2 WHERE id = ?1 AND last_seq < ?2",
+                )?;
+                for (channel, head) in index.heads() {
+                    save.execute(params![channel, head])?;
+                }
+            }
+            let deleted = tx.execute("DELETE FROM events WHERE rowid < ?1", params![bound])? as u64;
             tx.execute("DELETE FROM acks WHERE acked_at < ?1", params![cutoff])?;
             tx.commit()?;
+            index.drop_before_rowid(bound);
             Ok(deleted)
         })
     }
 
-    /// Applies count retention to what an earlier run (perhaps with a larger
-    /// --retain-events) left; appends keep it from then on.
-    fn trim_counts(&self) -> Result<u64, StoreError> {
+    /// Rebuilds the index from the log, then applies count retention to
+    /// what an earlier run (perhaps with a larger --retain-events) left.
+    fn load_index(&self) -> Result<u64, StoreError> {
         let keep = self.retention.keep_events;
         self.with_writer(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let heads: Vec<(String, u64)> = tx
-                .prepare("SELECT channel, max(seq) FROM events GROUP BY channel")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            {
+                let mut heads =
+                    conn.prepare("SELECT id, last_seq FROM channels WHERE last_seq > 0")?;
+                let mut rows = heads.query([])?;
+                while let Some(r) = rows.next()? {
+                    index.note_head(&r.get::<_, String>(0)?, r.get(1)?);
+                }
+                let mut log =
+                    conn.prepare("SELECT rowid, channel, seq FROM events ORDER BY rowid")?;
+                let mut rows = log.query([])?;
+                while let Some(r) = rows.next()? {
+                    let channel: String = r.get(1)?;
+                    index.push(&channel, r.get(2)?, r.get(0)?);
+                }
+            }
+            let over: Vec<(String, u64)> = index
+                .lens()
+                .filter(|(_, n)| *n as u64 > keep)
+                .map(|(c, _)| {
+                    (
+                        c.to_owned(),
+                        index.head(c).unwrap_or(0).saturating_sub(keep),
+                    )
+                })
+                .collect();
+            let tx = conn.transaction()?;
             let mut deleted = 0;
-            for (channel, head) in heads.iter().filter(|(_, h)| *h > keep) {
-                let upto = head - keep;
-                deleted += tx.execute(
-                    "DELETE FROM events WHERE channel = ?1 AND seq <= ?2",
-                    params![channel, upto],
-                )?;
+            for (channel, upto) in &over {
+                for rowid in index.take_through(channel, *upto) {
+                    deleted +=
+                        tx.execute("DELETE FROM events WHERE rowid = ?1", params![rowid])? as u64;
+                }
                 tx.execute(
                     "DELETE FROM acks WHERE channel = ?1 AND seq <= ?2",
                     params![channel, upto],
                 )?;
             }
             tx.commit()?;
-            Ok(deleted as u64)
+            Ok(deleted)
         })
     }
 }
 
-/// A channel's newest seq: its newest event, or the head written down when
-/// age retention emptied it. `None` for an unknown channel.
-fn head_of(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreError> {
+/// The head written down in the channels table (events may hold newer
+/// ones: the index is the authority). `None` for an unknown channel.
+fn stored_head(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreError> {
     let head = conn
-        .prepare_cached(
-            "SELECT max(last_seq, IFNULL((SELECT max(seq) FROM events WHERE channel = ?1), 0))
-             FROM channels WHERE id = ?1",
-        )?
+        .prepare_cached("SELECT last_seq FROM channels WHERE id = ?1")?
         .query_row(params![channel], |r| r.get(0))
         .optional()?;
     Ok(head)
@@ -412,11 +447,9 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.blocking(move |inner| {
             inner.with_reader(|conn| {
-                let rec = conn
+                let mut rec = conn
                     .prepare_cached(
-                        "SELECT id, token_hash, created_at,
-                                max(last_seq, IFNULL((SELECT max(seq) FROM events WHERE channel = ?1), 0))
-                         FROM channels WHERE id = ?1",
+                        "SELECT id, token_hash, created_at, last_seq FROM channels WHERE id = ?1",
                     )?
                     .query_row(params![id], |r| {
                         Ok(ChannelRecord {
@@ -427,6 +460,10 @@ impl Store for SqliteStore {
                         })
                     })
                     .optional()?;
+                if let Some(r) = rec.as_mut() {
+                    let index = inner.index.read().unwrap_or_else(|p| p.into_inner());
+                    r.last_seq = r.last_seq.max(index.head(&r.id).unwrap_or(0));
+                }
                 Ok(rec)
             })
         })
@@ -446,17 +483,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    /// Runs on the calling thread: a thread hand-off per batch would cost
-    /// more than the commit itself. Only `--sync full` waits for an fsync;
-    /// then the worker hands its other tasks away while it waits.
+    /// Runs on the calling thread: the committer calls it from a thread of
+    /// its own, so a hand-off per batch would be pure overhead.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if self.inner.sync == SyncMode::Full && multi_thread {
-            tokio::task::block_in_place(|| self.inner.append(batch))
-        } else {
-            self.inner.append(batch)
-        }
+        self.inner.append(batch)
     }
 
     async fn read_since(
@@ -491,6 +521,36 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![channel, seq, status, now])?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn acks(
+        &self,
+        channel: &str,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<super::Ack>, StoreError> {
+        let channel = channel.to_owned();
+        let clamp = |s: u64| s.min(i64::MAX as u64);
+        let (from, to) = (clamp(from_seq), clamp(to_seq));
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| {
+                let acks = conn
+                    .prepare_cached(
+                        "SELECT seq, status, acked_at FROM acks
+                         WHERE channel = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq",
+                    )?
+                    .query_map(params![channel, from, to], |r| {
+                        Ok(super::Ack {
+                            seq: r.get(0)?,
+                            status: r.get(1)?,
+                            acked_at_ms: r.get(2)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(acks)
             })
         })
         .await

@@ -1,5 +1,6 @@
 //! Subscriber transports. `GET /{channel}` picks one from the request:
-//! a WebSocket upgrade, or Server-Sent Events (default format smee.io's).
+//! a WebSocket upgrade, or Server-Sent Events (default format smee.io's);
+//! a browser asking for HTML gets the inspector page instead.
 
 pub mod smee;
 pub mod sse;
@@ -61,7 +62,10 @@ pub async fn subscribe(
     if accepts(&headers, "text/event-stream") {
         return sse::subscribe(state, channel, token, &params, &headers).await;
     }
-    // Room for `Accept: text/html` → the channel page (a later issue).
+    if accepts(&headers, "text/html") {
+        // A browser: the inspector page, which asks for the token itself.
+        return Ok(crate::ui::channel_page(&state, &channel).await);
+    }
     state.authorize(&channel, token.as_deref()).await?;
     params.since()?;
     Err(AppError::BadRequest(

@@ -3,6 +3,7 @@
 //! has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod smee;
 pub mod sse;
 pub mod target;
