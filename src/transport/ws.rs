@@ -28,7 +28,7 @@ pub fn upgrade(ws: WebSocketUpgrade, state: AppState, channel: String, feed: Fee
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         // Small buffers keep idle subscribers cheap; bursts still coalesce.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| {
             let tracker = state.tracker.clone();
