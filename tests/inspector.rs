@@ -3,7 +3,8 @@
 //! This test owns the relay process (the kit's `Relay`) and a WebSocket
 //! subscriber; the browser script drives the page and asks for what only
 //! this side can do through a small control server on 127.0.0.1: kill and
-//! restart the relay on its port, subscribe, read the next event, ack.
+//! restart the relay on its port, publish while the page cannot reach it,
+//! subscribe, read the next event, ack.
 
 mod common;
 
@@ -16,7 +17,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::browser::run_spec;
-use common::{Relay, Subscriber, subscribe};
+use common::{Relay, Subscriber, publish, subscribe};
 use hookpipe::protocol::{Event, NewChannel};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -35,6 +36,12 @@ type Shared = State<Arc<Control>>;
 struct SubscribeReq {
     channel: String,
     token: String,
+}
+
+#[derive(Deserialize)]
+struct OfflineReq {
+    channel: String,
+    count: usize,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +66,25 @@ async fn start(State(c): Shared) -> &'static str {
         tokio::task::block_in_place(|| Relay::start_on(&c.data_dir, &c.addr.to_string(), &[]));
     *relay = Some(started);
     "started"
+}
+
+/// While the relay is down, commits `count` events through a relay on
+/// another port (same data directory), then stops it: the page cannot see
+/// them until it reconnects and catches up.
+async fn publish_offline(State(c): Shared, Json(req): Json<OfflineReq>) -> Json<Vec<u64>> {
+    assert!(c.relay.lock().await.is_none(), "kill the relay first");
+    let mut other = tokio::task::block_in_place(|| Relay::start(&c.data_dir, &[]));
+    let mut seqs = Vec::new();
+    for i in 0..req.count {
+        let body = format!("n={i}");
+        seqs.push(
+            publish(&other.base, &req.channel, "/after-restart", body)
+                .await
+                .seq,
+        );
+    }
+    other.kill9();
+    Json(seqs)
 }
 
 /// Connects the test's own WebSocket subscriber (live events only).
@@ -108,6 +134,7 @@ async fn inspector_in_a_real_browser() {
     let app = Router::new()
         .route("/kill", post(kill))
         .route("/start", post(start))
+        .route("/publish-offline", post(publish_offline))
         .route("/subscribe", post(subscribe_to))
         .route("/next-event", get(next_event))
         .route("/ack", post(ack))

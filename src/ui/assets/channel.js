@@ -88,7 +88,11 @@ function fatal(err) {
 
 // ---- connection ----------------------------------------------------------
 
+const SPOKEN = { live: 'Live', connecting: 'Connecting', reconnecting: 'Connection lost, reconnecting', offline: 'Not connected' };
+
 function setConn(state, text) {
+  // The visible text counts down; screen readers hear only the changes of state.
+  if ($('#conn').dataset.state !== state) $('#conn-sr').textContent = SPOKEN[state];
   $('#conn').dataset.state = state;
   $('#conn-text').textContent = text;
   $('#retry').hidden = state !== 'reconnecting';

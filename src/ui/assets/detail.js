@@ -76,26 +76,28 @@ function parseJson(text) {
     (typeof v === 'number' && ctx && typeof ctx.source === 'string' ? new RawNumber(ctx.source) : v));
 }
 
-function jsonNode(v, depth, st) {
+/** One JSON value as a row; objects and arrays fold (`<details>`), `key` in front. */
+function jsonNode(v, depth, st, key) {
   st.n += 1;
-  if (v instanceof RawNumber) return el('span', { class: 'j-num' }, v.source);
-  if (v === null) return el('span', { class: 'j-lit' }, 'null');
-  if (typeof v === 'boolean' || typeof v === 'number') return el('span', { class: typeof v === 'number' ? 'j-num' : 'j-lit' }, String(v));
-  if (typeof v === 'string') return el('span', { class: 'j-str' }, JSON.stringify(v));
+  const label = key === undefined ? [] : [el('span', { class: 'j-key' }, JSON.stringify(key)), ': '];
+  const leaf = (cls, text) => el('div', { class: 'j-row' }, label, el('span', { class: cls }, text));
+  if (v instanceof RawNumber) return leaf('j-num', v.source);
+  if (v === null) return leaf('j-lit', 'null');
+  if (typeof v === 'number') return leaf('j-num', String(v));
+  if (typeof v === 'boolean') return leaf('j-lit', String(v));
+  if (typeof v === 'string') return leaf('j-str', JSON.stringify(v));
   const arr = Array.isArray(v);
   const keys = arr ? v.map((_, i) => i) : Object.keys(v);
-  if (keys.length === 0) return el('span', { class: 'j-punct' }, arr ? '[]' : '{}');
   const n = keys.length;
-  const node = el('details', { class: 'j-node', open: depth < 3 },
-    el('summary', {}, arr ? `[ ${n} item${n === 1 ? '' : 's'} ]` : `{ ${n} key${n === 1 ? '' : 's'} }`));
+  if (n === 0) return leaf('j-punct', arr ? '[]' : '{}');
   const kids = el('div', { class: 'j-kids' });
   for (const k of keys) {
     if (st.n > JSON_NODES) { kids.append(el('div', { class: 'note' }, '… too large to show here; see Raw')); break; }
-    kids.append(el('div', { class: 'j-row' },
-      arr ? null : [el('span', { class: 'j-key' }, JSON.stringify(k)), ': '], jsonNode(v[k], depth + 1, st)));
+    kids.append(jsonNode(v[k], depth + 1, st, arr ? undefined : k));
   }
-  node.append(kids);
-  return node;
+  return el('details', { class: 'j-node', open: depth < 3 },
+    el('summary', {}, label, el('span', { class: 'j-punct' },
+      arr ? `[ ${n} item${n === 1 ? '' : 's'} ]` : `{ ${n} key${n === 1 ? '' : 's'} }`)), kids);
 }
 
 function rawText(text) {
