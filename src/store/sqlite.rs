@@ -139,7 +139,9 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             retention,
         };
-        let removed = inner.load_index()?;
+        inner.load_index()?;
+        // What an earlier run (perhaps with a larger --retain-events) left.
+        let removed = inner.trim_counts()?;
         if removed > 0 {
             tracing::info!(
                 removed,
@@ -240,37 +242,11 @@ impl Inner {
                     });
                 }
             }
-            // Count retention in the same transaction: each batch deletes the
-            // rows that fell out of the window, so the log stays at its size
-            // with no trimming bursts that stall ingest.
-            let keep = self.retention.keep_events;
-            let mut dropped: Vec<(&str, u64)> = Vec::new();
-            {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                let mut delete = tx.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
-                let mut delete_acks =
-                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for channel in counts.keys() {
-                    let upto = (next[channel] - 1).saturating_sub(keep);
-                    let gone = index.rowids_through(channel, upto);
-                    if gone.is_empty() {
-                        continue;
-                    }
-                    for rowid in &gone {
-                        delete.execute(params![rowid])?;
-                    }
-                    delete_acks.execute(params![channel, upto])?;
-                    dropped.push((channel, upto));
-                }
-            }
             tx.commit()?;
             // Only a committed batch changes the index.
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
             for (c, rowid) in committed.iter().zip(rowids) {
                 index.push(&c.channel, c.seq, rowid);
-            }
-            for (channel, upto) in dropped {
-                index.take_through(channel, upto);
             }
             Ok(committed)
         })
@@ -324,6 +300,11 @@ impl Inner {
     }
 
     fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
+        Ok(self.trim_counts()? + self.trim_age(now_ms)?)
+    }
+
+    /// Deletes what is older than `max_age`.
+    fn trim_age(&self, now_ms: i64) -> Result<u64, StoreError> {
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -363,51 +344,71 @@ impl Inner {
         })
     }
 
-    /// Rebuilds the index from the log, then applies count retention to
-    /// what an earlier run (perhaps with a larger --retain-events) left.
-    fn load_index(&self) -> Result<u64, StoreError> {
+    /// Deletes, per channel, the events beyond the newest `keep_events`.
+    fn trim_counts(&self) -> Result<u64, StoreError> {
         let keep = self.retention.keep_events;
         self.with_writer(|conn| {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            {
-                let mut heads =
-                    conn.prepare("SELECT id, last_seq FROM channels WHERE last_seq > 0")?;
-                let mut rows = heads.query([])?;
-                while let Some(r) = rows.next()? {
-                    index.note_head(&r.get::<_, String>(0)?, r.get(1)?);
-                }
-                let mut log =
-                    conn.prepare("SELECT rowid, channel, seq FROM events ORDER BY rowid")?;
-                let mut rows = log.query([])?;
-                while let Some(r) = rows.next()? {
-                    let channel: String = r.get(1)?;
-                    index.push(&channel, r.get(2)?, r.get(0)?);
-                }
+            let over: Vec<(String, u64)> = {
+                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+                index
+                    .lens()
+                    .filter(|(_, n)| *n as u64 > keep)
+                    .map(|(c, _)| {
+                        (
+                            c.to_owned(),
+                            index.head(c).unwrap_or(0).saturating_sub(keep),
+                        )
+                    })
+                    .collect()
+            };
+            if over.is_empty() {
+                return Ok(0);
             }
-            let over: Vec<(String, u64)> = index
-                .lens()
-                .filter(|(_, n)| *n as u64 > keep)
-                .map(|(c, _)| {
-                    (
-                        c.to_owned(),
-                        index.head(c).unwrap_or(0).saturating_sub(keep),
-                    )
-                })
-                .collect();
-            let tx = conn.transaction()?;
-            let mut deleted = 0;
-            for (channel, upto) in &over {
-                for rowid in index.take_through(channel, *upto) {
-                    deleted +=
-                        tx.execute("DELETE FROM events WHERE rowid = ?1", params![rowid])? as u64;
+            let mut gone: Vec<i64> = {
+                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+                over.iter()
+                    .flat_map(|(c, upto)| index.rowids_through(c, *upto))
+                    .collect()
+            };
+            // In rowid order, each old page is visited (and rewritten) once.
+            gone.sort_unstable();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
+                for rowid in &gone {
+                    delete.execute(params![rowid])?;
                 }
-                tx.execute(
-                    "DELETE FROM acks WHERE channel = ?1 AND seq <= ?2",
-                    params![channel, upto],
-                )?;
+                let mut delete_acks =
+                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+                for (channel, upto) in &over {
+                    delete_acks.execute(params![channel, upto])?;
+                }
             }
             tx.commit()?;
-            Ok(deleted)
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            for (channel, upto) in &over {
+                index.take_through(channel, *upto);
+            }
+            Ok(gone.len() as u64)
+        })
+    }
+
+    /// Rebuilds the index from the log.
+    fn load_index(&self) -> Result<(), StoreError> {
+        self.with_writer(|conn| {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut heads = conn.prepare("SELECT id, last_seq FROM channels WHERE last_seq > 0")?;
+            let mut rows = heads.query([])?;
+            while let Some(r) = rows.next()? {
+                index.note_head(&r.get::<_, String>(0)?, r.get(1)?);
+            }
+            let mut log = conn.prepare("SELECT rowid, channel, seq FROM events ORDER BY rowid")?;
+            let mut rows = log.query([])?;
+            while let Some(r) = rows.next()? {
+                let channel: String = r.get(1)?;
+                index.push(&channel, r.get(2)?, r.get(0)?);
+            }
+            Ok(())
         })
     }
 }
