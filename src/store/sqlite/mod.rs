@@ -2,8 +2,11 @@
 //!
 //! One writer connection (behind a mutex) takes whole batches in one
 //! transaction; readers come from a small pool and never block the writer.
+//! `log` holds the event log itself: append, read, trim, and rebuilding its
+//! in-memory index.
 
-use std::collections::HashMap;
+mod log;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::log_index::LogIndex;
-use super::{ChannelRecord, Page, Retention, Store, StoreError, StoredFrame};
+use super::{ChannelRecord, Page, Retention, Store, StoreError};
 use crate::config::SyncMode;
 use crate::event::{Committed, NewEvent};
 
@@ -199,228 +202,6 @@ impl Inner {
         }
         out
     }
-
-    fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
-        self.with_writer(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut counts: HashMap<&str, u64> = HashMap::new();
-            for ev in &batch {
-                *counts.entry(ev.channel.as_str()).or_default() += 1;
-            }
-            // The index is only written below, under the writer lock we hold,
-            // so heads read now stay valid until the commit.
-            let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
-            {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                for channel in counts.keys() {
-                    let head = match index.head(channel) {
-                        Some(h) => h,
-                        None => stored_head(&tx, channel)?
-                            .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
-                    };
-                    next.insert(channel, head + 1);
-                }
-            }
-            let mut committed = Vec::with_capacity(batch.len());
-            let mut rowids = Vec::with_capacity(batch.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for ev in &batch {
-                    let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
-                    let seq = *slot;
-                    *slot += 1;
-                    let frame = ev.frame(seq);
-                    insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
-                    rowids.push(tx.last_insert_rowid());
-                    committed.push(Committed {
-                        channel: ev.channel.clone(),
-                        seq,
-                        id: ev.id.clone(),
-                        frame,
-                    });
-                }
-            }
-            tx.commit()?;
-            // Only a committed batch changes the index.
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (c, rowid) in committed.iter().zip(rowids) {
-                index.push(&c.channel, c.seq, rowid);
-            }
-            Ok(committed)
-        })
-    }
-
-    fn read_since(
-        &self,
-        channel: &str,
-        since: u64,
-        limit: usize,
-        now_ms: i64,
-    ) -> Result<Page, StoreError> {
-        let keep = self.retention.keep_events;
-        let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
-        let (head, entries, more) = {
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            match index.head(channel) {
-                Some(head) => {
-                    // Reads apply retention themselves; trimming is housekeeping.
-                    let (entries, more) =
-                        index.after(channel, since.max(head.saturating_sub(keep)), limit);
-                    (Some(head), entries, more)
-                }
-                None => (None, Vec::new(), false),
-            }
-        };
-        self.with_reader(|conn| {
-            let head = match head {
-                Some(h) => h,
-                // Not in the index: no events; the channels table knows it (or not).
-                None => stored_head(conn, channel)?
-                    .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?,
-            };
-            let mut stmt =
-                conn.prepare_cached("SELECT received_at, frame FROM events WHERE rowid = ?1")?;
-            let mut events = Vec::with_capacity(entries.len());
-            for (seq, rowid) in entries {
-                // A row trimmed since the index was read is simply gone: the
-                // feed reports the hole as a gap.
-                let row: Option<(i64, String)> = stmt
-                    .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                if let Some((received_at, frame)) = row
-                    && received_at >= cutoff
-                {
-                    events.push(StoredFrame { seq, frame });
-                }
-            }
-            Ok(Page { events, head, more })
-        })
-    }
-
-    fn trim(&self, now_ms: i64) -> Result<u64, StoreError> {
-        Ok(self.trim_counts()? + self.trim_age(now_ms)?)
-    }
-
-    /// Deletes what is older than `max_age`.
-    fn trim_age(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
-        self.with_writer(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Rowids follow commit order and received_at follows arrival, so
-            // old rows come first: the scan stops at the first young one.
-            let first_young: Option<i64> = tx
-                .query_row(
-                    "SELECT rowid FROM events WHERE received_at >= ?1 ORDER BY rowid LIMIT 1",
-                    params![cutoff],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let bound = first_young.unwrap_or(i64::MAX);
-            let any_old: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1)",
-                params![bound],
-                |r| r.get(0),
-            )?;
-            if !any_old {
-                return Ok(0);
-            }
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            {
-                // Age may delete a channel's last event: write heads down first.
-                let mut save = tx.prepare_cached(
-                    "UPDATE channels SET last_seq = ?2 WHERE id = ?1 AND last_seq < ?2",
-                )?;
-                for (channel, head) in index.heads() {
-                    save.execute(params![channel, head])?;
-                }
-            }
-            let deleted = tx.execute("DELETE FROM events WHERE rowid < ?1", params![bound])? as u64;
-            tx.execute("DELETE FROM acks WHERE acked_at < ?1", params![cutoff])?;
-            tx.commit()?;
-            index.drop_before_rowid(bound);
-            Ok(deleted)
-        })
-    }
-
-    /// Deletes, per channel, the events beyond the newest `keep_events`.
-    fn trim_counts(&self) -> Result<u64, StoreError> {
-        let keep = self.retention.keep_events;
-        self.with_writer(|conn| {
-            let over: Vec<(String, u64)> = {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                index
-                    .lens()
-                    .filter(|(_, n)| *n as u64 > keep)
-                    .map(|(c, _)| {
-                        (
-                            c.to_owned(),
-                            index.head(c).unwrap_or(0).saturating_sub(keep),
-                        )
-                    })
-                    .collect()
-            };
-            if over.is_empty() {
-                return Ok(0);
-            }
-            let mut gone: Vec<i64> = {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                over.iter()
-                    .flat_map(|(c, upto)| index.rowids_through(c, *upto))
-                    .collect()
-            };
-            // In rowid order, each old page is visited (and rewritten) once.
-            gone.sort_unstable();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut delete = tx.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
-                for rowid in &gone {
-                    delete.execute(params![rowid])?;
-                }
-                let mut delete_acks =
-                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for (channel, upto) in &over {
-                    delete_acks.execute(params![channel, upto])?;
-                }
-            }
-            tx.commit()?;
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (channel, upto) in &over {
-                index.take_through(channel, *upto);
-            }
-            Ok(gone.len() as u64)
-        })
-    }
-
-    /// Rebuilds the index from the log.
-    fn load_index(&self) -> Result<(), StoreError> {
-        self.with_writer(|conn| {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            let mut heads = conn.prepare("SELECT id, last_seq FROM channels WHERE last_seq > 0")?;
-            let mut rows = heads.query([])?;
-            while let Some(r) = rows.next()? {
-                index.note_head(&r.get::<_, String>(0)?, r.get(1)?);
-            }
-            let mut log = conn.prepare("SELECT rowid, channel, seq FROM events ORDER BY rowid")?;
-            let mut rows = log.query([])?;
-            while let Some(r) = rows.next()? {
-                let channel: String = r.get(1)?;
-                index.push(&channel, r.get(2)?, r.get(0)?);
-            }
-            Ok(())
-        })
-    }
-}
-
-/// The head written down in the channels table (events may hold newer
-/// ones: the index is the authority). `None` for an unknown channel.
-fn stored_head(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreError> {
-    let head = conn
-        .prepare_cached("SELECT last_seq FROM channels WHERE id = ?1")?
-        .query_row(params![channel], |r| r.get(0))
-        .optional()?;
-    Ok(head)
 }
 
 #[async_trait]
