@@ -87,11 +87,17 @@ impl LogIndex {
         self.channels.iter().map(|(c, l)| (c.as_str(), l.head))
     }
 
-    /// `(channel, entries)` of every channel.
-    pub fn lens(&self) -> impl Iterator<Item = (&str, usize)> {
+    /// Channels holding more than `keep` entries: `(channel, last seq to
+    /// drop, rowids of the entries to drop)`.
+    pub fn beyond(&self, keep: u64) -> Vec<(String, u64, Vec<i64>)> {
         self.channels
             .iter()
-            .map(|(c, l)| (c.as_str(), l.entries.len()))
+            .filter(|(_, l)| l.entries.len() as u64 > keep)
+            .map(|(c, l)| {
+                let upto = l.head.saturating_sub(keep);
+                (c.clone(), upto, self.rowids_through(c, upto))
+            })
+            .collect()
     }
 }
 
@@ -117,7 +123,11 @@ mod tests {
         assert_eq!(ix.after("a", 0, 10).0, vec![(4, 20)]);
         assert_eq!(ix.after("b", 0, 10).0, vec![]);
         assert_eq!(ix.head("b"), Some(1), "heads outlive their events");
+        assert_eq!(ix.beyond(1), vec![]);
+        ix.push("b", 2, 30);
+        ix.push("b", 3, 31);
+        assert_eq!(ix.beyond(1), vec![("b".to_owned(), 2, vec![30])]);
         ix.note_head("b", 0);
-        assert_eq!(ix.head("b"), Some(1), "never lowered");
+        assert_eq!(ix.head("b"), Some(3), "never lowered");
     }
 }

@@ -82,6 +82,15 @@ impl Inner {
                 None => (None, Vec::new(), false),
             }
         };
+        if let Some(head) = head
+            && entries.is_empty()
+        {
+            return Ok(Page {
+                events: Vec::new(),
+                head,
+                more,
+            });
+        }
         self.with_reader(|conn| {
             let head = match head {
                 Some(h) => h,
@@ -157,28 +166,19 @@ impl Inner {
     pub(super) fn trim_counts(&self) -> Result<u64, StoreError> {
         let keep = self.retention.keep_events;
         self.with_writer(|conn| {
-            let over: Vec<(String, u64)> = {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                index
-                    .lens()
-                    .filter(|(_, n)| *n as u64 > keep)
-                    .map(|(c, _)| {
-                        (
-                            c.to_owned(),
-                            index.head(c).unwrap_or(0).saturating_sub(keep),
-                        )
-                    })
-                    .collect()
-            };
+            // The index changes only under the writer lock we hold.
+            let over = self
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .beyond(keep);
             if over.is_empty() {
                 return Ok(0);
             }
-            let mut gone: Vec<i64> = {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                over.iter()
-                    .flat_map(|(c, upto)| index.rowids_through(c, *upto))
-                    .collect()
-            };
+            let mut gone: Vec<i64> = over
+                .iter()
+                .flat_map(|(_, _, rowids)| rowids.iter().copied())
+                .collect();
             // In rowid order, each old page is visited (and rewritten) once.
             gone.sort_unstable();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -189,13 +189,13 @@ impl Inner {
                 }
                 let mut delete_acks =
                     tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for (channel, upto) in &over {
+                for (channel, upto, _) in &over {
                     delete_acks.execute(params![channel, upto])?;
                 }
             }
             tx.commit()?;
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (channel, upto) in &over {
+            for (channel, upto, _) in &over {
                 index.take_through(channel, *upto);
             }
             Ok(gone.len() as u64)
