@@ -70,36 +70,23 @@ impl Client {
     }
 
     fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+        common::kill9(&mut self.child);
     }
 
     fn terminate(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        common::sigterm(&self.child);
     }
 
     fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Its pipes are at end of file now: collect every last line.
-                for reader in self.readers.drain(..) {
-                    reader.join().expect("pipe reader");
-                }
-                return status;
-            }
-            assert!(
-                start.elapsed() < within,
-                "client did not exit within {within:?}; logs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let stderr = self.stderr.clone();
+        let status = common::wait_exit(&mut self.child, within, "client", || {
+            stderr.lock().unwrap().join("\n")
+        });
+        // Its pipes are at end of file now: collect every last line.
+        for reader in self.readers.drain(..) {
+            reader.join().expect("pipe reader");
         }
+        status
     }
 }
 

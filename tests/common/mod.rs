@@ -117,34 +117,55 @@ impl Relay {
 
     /// `kill -9`: no chance to flush or clean up.
     pub fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+        kill9(&mut self.child);
     }
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        sigterm(&self.child);
     }
 
     /// Waits for the process to exit, failing the test after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                start.elapsed() < within,
-                "relay did not exit within {within:?}; logs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let logs = self.logs.clone();
+        wait_exit(&mut self.child, within, "relay", || logs.lock().unwrap().join("\n"))
+    }
+}
+
+/// `kill -9` a child and reap it.
+pub fn kill9(child: &mut Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// Sends SIGTERM to a child.
+pub fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Waits for a child to exit, failing the test after `within` with `logs()`.
+pub fn wait_exit(
+    child: &mut Child,
+    within: Duration,
+    what: &str,
+    logs: impl Fn() -> String,
+) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
         }
+        assert!(
+            start.elapsed() < within,
+            "{what} did not exit within {within:?}; logs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
