@@ -78,6 +78,11 @@ pub struct Config {
     #[arg(long, env = "HOOKPIPE_MAX_SUBSCRIBERS", default_value_t = 10_000)]
     pub max_subscribers: usize,
 
+    /// Threads serving connections, each a single-threaded runtime that keeps
+    /// the connections dealt to it [default: one per CPU core].
+    #[arg(long, env = "HOOKPIPE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// How long shutdown waits for in-flight work before exiting anyway.
     #[arg(long, env = "HOOKPIPE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -92,6 +97,16 @@ impl Config {
         };
         c.data_dir = data_dir.into();
         c.clone()
+    }
+}
+
+impl Config {
+    /// `--workers`, or one per CPU core.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
     }
 }
 

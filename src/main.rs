@@ -24,7 +24,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // The relay runs one single-threaded runtime per worker (this thread is
+    // the first, see `server::workers`); the load generator uses all cores.
+    let runtime = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Command::Bench(_) => tokio::runtime::Runtime::new(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(config) => {

@@ -1,20 +1,26 @@
-//! Group commit: one thread drains every waiting event into one transaction,
-//! publishes the committed frames in seq order, then answers the requests.
+//! Group commit: every event waiting when a commit starts goes into one
+//! transaction; the committed frames are published in seq order, then the
+//! requests are answered.
 //!
-//! The committer never waits for company: while it commits on its own
-//! thread, the runtime keeps accepting requests, and they form the next
-//! batch (measured: lingering even 60 µs for more events cost throughput).
+//! There is no committer thread. The first request to find no commit running
+//! spawns a drain task on the runtime; it commits what is queued, yields so
+//! the answered requests can reply (and new ones queue up), and repeats until
+//! the queue is empty. Measured against a dedicated thread, this removes the
+//! two cross-thread wake-ups per batch (flume in, oneshot out) that cost
+//! about 4.5 µs of CPU per publish.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::event::NewEvent;
 use crate::hub::{Frame, Hub};
 use crate::protocol::Receipt;
 use crate::store::{Store, StoreError};
 
-/// Requests that may wait for the committer before ingest pushes back.
+/// Events that may wait for a commit before ingest requests wait for room.
 const QUEUE: usize = 16 * 1024;
 /// Most events in one transaction.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -26,108 +32,177 @@ struct Pending {
     reply: oneshot::Sender<Result<Receipt, StoreError>>,
 }
 
-/// The ingest side's handle on the committer. When every handle is dropped
-/// the committer finishes what is queued and stops.
+/// The ingest side's handle on group commit.
 #[derive(Clone)]
 pub struct Committer {
-    tx: flume::Sender<Pending>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    queue: Mutex<Queue>,
+    /// Wakes requests waiting for room in a full queue.
+    room: Notify,
+    /// The drain tasks, so shutdown can wait for the last commit.
+    drains: TaskTracker,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    /// A drain task is running (or about to): nobody else starts one.
+    draining: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Committer {
-    /// Starts the committer on a thread of its own: it can wait for company
-    /// with microsecond timeouts and block on a commit without holding up
-    /// the async runtime.
-    pub fn spawn(store: Arc<dyn Store>, hub: Hub) -> std::io::Result<(Committer, CommitterHandle)> {
-        let (tx, rx) = flume::bounded(QUEUE);
-        let (done_tx, done) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("hookpipe-committer".into())
-            .spawn(move || {
-                // The store's append is async (a networked store awaits I/O); the
-                // embedded one completes inline.
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => run(&rt, rx, store, hub),
-                    Err(e) => tracing::error!(error = %e, "cannot start the committer runtime"),
-                }
-                let _ = done_tx.send(());
-            })?;
-        Ok((Committer { tx }, CommitterHandle { done }))
+    /// Group commit into `store`, publishing committed frames on `hub`.
+    /// Commits run as tasks on the current tokio runtime.
+    pub fn new(store: Arc<dyn Store>, hub: Hub) -> (Committer, CommitterHandle) {
+        let drains = TaskTracker::new();
+        let shared = Arc::new(Shared {
+            store,
+            hub,
+            queue: Mutex::new(Queue::default()),
+            room: Notify::new(),
+            drains: drains.clone(),
+        });
+        (Committer { shared }, CommitterHandle { drains })
     }
 
     /// Commits one event; resolves once it is durable (or failed).
-    /// `None` means the committer has stopped (the relay is shutting down).
+    /// `None` means its commit was abandoned without an answer (a bug, logged
+    /// where it happened); the event may or may not be stored.
     pub async fn commit(&self, event: NewEvent) -> Option<Result<Receipt, StoreError>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send_async(Pending { event, reply }).await.ok()?;
+        let mut pending = Some(Pending { event, reply });
+        let start_drain = loop {
+            let room = self.shared.room.notified();
+            {
+                let mut queue = self.shared.queue();
+                if queue.pending.len() < QUEUE {
+                    queue.pending.extend(pending.take());
+                    break !std::mem::replace(&mut queue.draining, true);
+                }
+            }
+            room.await;
+        };
+        if start_drain {
+            self.shared.drains.spawn(drain(self.shared.clone()));
+        }
         answer.await.ok()
     }
 }
 
-/// Resolves when the committer has drained its queue and stopped.
+/// Resolves when the last commit has finished.
 pub struct CommitterHandle {
-    done: oneshot::Receiver<()>,
+    drains: TaskTracker,
 }
 
 impl CommitterHandle {
-    /// Waits for the committer to finish.
+    /// Waits for running commits to finish. Call it once no more requests
+    /// can arrive.
     pub async fn finished(self) {
-        let _ = self.done.await;
+        self.drains.close();
+        self.drains.wait().await;
     }
 }
 
-fn run(
-    rt: &tokio::runtime::Runtime,
-    rx: flume::Receiver<Pending>,
-    store: Arc<dyn Store>,
-    hub: Hub,
-) {
-    while let Ok(first) = rx.recv() {
-        let batch = gather(&rx, first);
-        let (events, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|p| (p.event, p.reply)).unzip();
-        match rt.block_on(store.append(events)) {
-            Ok(committed) => {
-                for (c, reply) in committed.into_iter().zip(replies) {
-                    let receipt = Receipt {
-                        seq: c.seq,
-                        id: c.id,
-                    };
-                    hub.publish(
-                        &c.channel,
-                        Frame {
-                            seq: c.seq,
-                            json: c.frame.into(),
-                        },
-                    );
-                    // The requester may have gone away; the event is stored regardless.
-                    let _ = reply.send(Ok(receipt));
-                }
+/// Commits batches until the queue is empty.
+async fn drain(shared: Arc<Shared>) {
+    let mut guard = DrainGuard {
+        shared: &shared,
+        done: false,
+    };
+    loop {
+        let batch = {
+            let mut queue = shared.queue();
+            if queue.pending.is_empty() {
+                queue.draining = false;
+                guard.done = true;
+                return;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; answering its requests with 500");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+            take_batch(&mut queue.pending)
+        };
+        shared.room.notify_waiters();
+        commit_batch(&shared, batch).await;
+        // Let the answered requests reply, and new ones queue up.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Should a drain task unwind or be dropped mid-way, the next request must
+/// still find someone draining: clear the flag and hand over.
+struct DrainGuard<'a> {
+    shared: &'a Arc<Shared>,
+    done: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        tracing::error!("a group commit task stopped early; starting another");
+        let waiting = {
+            let mut queue = self.shared.queue();
+            queue.draining = !queue.pending.is_empty();
+            queue.draining
+        };
+        if waiting && tokio::runtime::Handle::try_current().is_ok() {
+            self.shared.drains.spawn(drain(self.shared.clone()));
         }
     }
 }
 
-/// `first` and whatever else is queued, within the batch limits.
-fn gather(rx: &flume::Receiver<Pending>, first: Pending) -> Vec<Pending> {
-    let mut bytes = first.event.encoded_len();
-    let mut batch = vec![first];
+/// The oldest queued events, within the batch limits.
+fn take_batch(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
+    let mut bytes = 0;
+    let mut batch = Vec::with_capacity(pending.len().min(MAX_BATCH_EVENTS));
     while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
-        match rx.try_recv() {
-            Ok(p) => {
+        match pending.pop_front() {
+            Some(p) => {
                 bytes += p.event.encoded_len();
                 batch.push(p);
             }
-            Err(_) => break,
+            None => break,
         }
     }
     batch
+}
+
+/// One transaction; then publish every frame in seq order and answer.
+async fn commit_batch(shared: &Shared, batch: Vec<Pending>) {
+    let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+    match shared.store.append(events).await {
+        Ok(committed) => {
+            for (c, reply) in committed.into_iter().zip(replies) {
+                let receipt = Receipt {
+                    seq: c.seq,
+                    id: c.id,
+                };
+                shared.hub.publish(
+                    &c.channel,
+                    Frame {
+                        seq: c.seq,
+                        json: c.frame.into(),
+                    },
+                );
+                // The requester may have gone away; the event is stored regardless.
+                let _ = reply.send(Ok(receipt));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; answering its requests with 500");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
 }

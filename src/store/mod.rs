@@ -107,8 +107,8 @@ pub trait Store: Send + Sync + 'static {
     async fn channels(&self) -> Result<Vec<String>, StoreError>;
     /// Assigns seqs and commits the whole batch in one transaction, in order;
     /// returns once it is durable. Events may belong to several channels.
-    /// May block the calling thread for the commit: only the committer, which
-    /// runs on a thread of its own, calls it.
+    /// Only the group committer calls it, one batch at a time. An embedded
+    /// store may complete it inline: a hand-off per batch costs more than the commit.
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError>;
     /// Retained events of `channel` with `seq > since`, oldest first, at most `limit`.
     async fn read_since(&self, channel: &str, since: u64, limit: usize)

@@ -1,6 +1,7 @@
 //! The event log: group-commit appends, indexed reads, retention trims.
 
 use std::collections::HashMap;
+use std::sync::TryLockError;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -9,8 +10,31 @@ use crate::event::{Committed, NewEvent};
 use crate::store::{Page, StoreError, StoredFrame};
 
 impl Inner {
+    /// Appends, waiting for the writer connection.
     pub(super) fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Committed>, StoreError> {
-        self.with_writer(|conn| {
+        self.with_writer(|conn| self.append_locked(conn, batch))
+    }
+
+    /// Appends if the writer connection is free; gives the batch back if a
+    /// trim or another writer holds it.
+    pub(super) fn try_append(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<Result<Vec<Committed>, StoreError>, Vec<NewEvent>> {
+        match self.writer.try_lock() {
+            Ok(mut conn) => Ok(self.append_locked(&mut conn, batch)),
+            // A panic mid-transaction rolled it back when the guard dropped.
+            Err(TryLockError::Poisoned(p)) => Ok(self.append_locked(&mut p.into_inner(), batch)),
+            Err(TryLockError::WouldBlock) => Err(batch),
+        }
+    }
+
+    fn append_locked(
+        &self,
+        conn: &mut Connection,
+        batch: Vec<NewEvent>,
+    ) -> Result<Vec<Committed>, StoreError> {
+        {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut counts: HashMap<&str, u64> = HashMap::new();
             for ev in &batch {
@@ -58,7 +82,7 @@ impl Inner {
                 index.push(&c.channel, c.seq, rowid);
             }
             Ok(committed)
-        })
+        }
     }
 
     pub(super) fn read_since(
@@ -183,9 +207,12 @@ impl Inner {
             gone.sort_unstable();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
-                let mut delete = tx.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
-                for rowid in &gone {
-                    delete.execute(params![rowid])?;
+                // Rowids are assigned in commit order, so a busy channel's old
+                // events are long runs: one range delete a run.
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2")?;
+                for (first, last) in runs(&gone) {
+                    delete.execute(params![first, last])?;
                 }
                 let mut delete_acks =
                     tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
@@ -222,6 +249,18 @@ impl Inner {
     }
 }
 
+/// Sorted, distinct rowids as inclusive runs of consecutive values.
+fn runs(sorted: &[i64]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &id in sorted {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => out.push((id, id)),
+        }
+    }
+    out
+}
+
 /// The head written down in the channels table (events may hold newer
 /// ones: the index is the authority). `None` for an unknown channel.
 fn stored_head(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreError> {
@@ -230,4 +269,16 @@ fn stored_head(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreErr
         .query_row(params![channel], |r| r.get(0))
         .optional()?;
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn consecutive_rowids_become_one_run() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[4]), vec![(4, 4)]);
+        assert_eq!(runs(&[1, 2, 3, 7, 8, 10]), vec![(1, 3), (7, 8), (10, 10)]);
+    }
 }

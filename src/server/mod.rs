@@ -6,7 +6,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +16,8 @@ use crate::ingest::{Committer, CommitterHandle, ingest};
 use crate::state::AppState;
 use crate::store::{Retention, SqliteStore, Store, retention};
 use crate::{api, transport, ui};
+
+mod workers;
 
 /// Every route of the relay.
 pub fn router(state: AppState) -> Router {
@@ -60,8 +61,7 @@ pub fn assemble(
     tracker: TaskTracker,
 ) -> anyhow::Result<(AppState, CommitterHandle)> {
     let hub = Hub::new();
-    let (committer, committer_task) = Committer::spawn(store.clone(), hub.clone())
-        .context("cannot start the committer thread")?;
+    let (committer, committer_task) = Committer::new(store.clone(), hub.clone());
     let state = AppState::new(
         store,
         hub,
@@ -103,6 +103,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let drain = config.shutdown_timeout;
+    let workers = config.workers();
     let (state, committer_task) = assemble(
         store,
         config,
@@ -112,17 +113,10 @@ pub async fn run(
     )?;
 
     tracing::info!(
-        "hookpipe listening on http://{local} (public URL {public_url}), data in {}",
+        "hookpipe listening on http://{local} (public URL {public_url}), {workers} workers, data in {}",
         db_path.display()
     );
-    // Frames are small and latency matters more than packet count: no Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = workers::serve(listener, router(state), workers, shutdown.clone());
     tokio::select! {
         r = server => r.context("server failed")?,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
@@ -133,8 +127,7 @@ pub async fn run(
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("subscriber sessions did not close within {drain:?}");
     }
-    // Every Committer handle lived in the router or a session: both are gone,
-    // so the committer drains its queue and ends.
+    // No request is left to queue an event: wait for the last commit.
     if tokio::time::timeout(drain, committer_task.finished())
         .await
         .is_err()
