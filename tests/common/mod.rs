@@ -128,7 +128,9 @@ impl Relay {
     /// Waits for the process to exit, failing the test after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let logs = self.logs.clone();
-        wait_exit(&mut self.child, within, "relay", || logs.lock().unwrap().join("\n"))
+        wait_exit(&mut self.child, within, "relay", || {
+            logs.lock().unwrap().join("\n")
+        })
     }
 }
 
