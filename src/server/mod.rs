@@ -117,12 +117,13 @@ pub async fn run(
         db_path.display()
     );
     let server = workers::serve(listener, router(state), workers, shutdown.clone());
-    tokio::select! {
-        r = server => r.context("server failed")?,
+    let running = tokio::select! {
+        r = server => Some(r.context("server failed")?),
         _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
             tracing::warn!("in-flight requests did not finish within {drain:?}; exiting anyway");
+            None
         }
-    }
+    };
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("subscriber sessions did not close within {drain:?}");
@@ -133,6 +134,10 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("committer did not finish within {drain:?}");
+    }
+    // A commit may have run on any worker: only now may their runtimes stop.
+    if let Some(running) = running {
+        running.release().await.context("a worker failed")?;
     }
     trimmer.abort();
     tracing::info!("hookpipe stopped");

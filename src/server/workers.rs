@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Connections dealt to one worker and not yet taken.
@@ -51,19 +51,48 @@ impl axum::serve::Listener for Dealt {
     }
 }
 
+/// The other workers' threads, kept alive after serving: a group commit
+/// started on one of them may still be answering requests of another.
+pub struct Running {
+    release: CancellationToken,
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Lets the other workers' runtimes stop, and waits for them. Call it once
+    /// the last commit has finished.
+    pub async fn release(self) -> anyhow::Result<()> {
+        self.release.cancel();
+        let mut result = Ok(());
+        for thread in self.threads {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            match joined {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => result = result.and(Err(e)),
+                Ok(Err(_)) | Err(_) => {
+                    result = result.and(Err(anyhow::anyhow!("a worker thread panicked")))
+                }
+            }
+        }
+        result
+    }
+}
+
 /// Serves `app` on `listener` with `workers` threads (this one included)
-/// until `shutdown` fires and every connection has finished.
+/// until `shutdown` fires and every worker's connections have finished.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     workers: usize,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Running> {
     let local = listener.local_addr()?;
     let workers = workers.max(1);
+    let release = CancellationToken::new();
     let mut deal = Vec::with_capacity(workers);
     let mut own = None;
     let mut threads = Vec::with_capacity(workers - 1);
+    let mut served = Vec::with_capacity(workers - 1);
     for i in 0..workers {
         let (tx, rx) = mpsc::channel(DEALT_BACKLOG);
         deal.push(tx);
@@ -72,33 +101,33 @@ pub async fn serve(
             own = Some(dealt);
             continue;
         }
-        let app = app.clone();
-        let shutdown = shutdown.clone();
+        let (done, done_rx) = oneshot::channel();
+        served.push(done_rx);
+        let (app, shutdown, release) = (app.clone(), shutdown.clone(), release.clone());
         let thread = std::thread::Builder::new()
             .name(format!("hookpipe-worker-{i}"))
             .spawn(move || -> anyhow::Result<()> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(serve_dealt(dealt, app, shutdown))
+                rt.block_on(async move {
+                    let result = serve_dealt(dealt, app, shutdown).await;
+                    let _ = done.send(());
+                    release.cancelled().await;
+                    result
+                })
             })?;
         threads.push(thread);
     }
     let acceptor = tokio::spawn(accept_loop(listener, deal, shutdown.clone()));
     let own = own.expect("worker 0 is this thread");
-    let mut result = serve_dealt(own, app, shutdown).await;
+    serve_dealt(own, app, shutdown).await?;
     let _ = acceptor.await;
-    for thread in threads {
-        // The other workers saw the same shutdown signal; joining waits for
-        // their last connections, so it runs off this runtime.
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        match joined {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => result = result.and(Err(e)),
-            Ok(Err(_)) | Err(_) => result = result.and(Err(anyhow::anyhow!("a worker panicked"))),
-        }
+    for done in served {
+        // An error means that worker's thread ended early; `release` reports it.
+        let _ = done.await;
     }
-    result
+    Ok(Running { release, threads })
 }
 
 async fn serve_dealt(dealt: Dealt, app: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
