@@ -1,7 +1,6 @@
 //! The event log: group-commit appends, indexed reads, retention trims.
 
 use std::collections::HashMap;
-use std::sync::TryLockError;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -21,11 +20,9 @@ impl Inner {
         &self,
         batch: Vec<NewEvent>,
     ) -> Result<Result<Vec<Committed>, StoreError>, Vec<NewEvent>> {
-        match self.writer.try_lock() {
-            Ok(mut conn) => Ok(self.append_locked(&mut conn, batch)),
-            // A panic mid-transaction rolled it back when the guard dropped.
-            Err(TryLockError::Poisoned(p)) => Ok(self.append_locked(&mut p.into_inner(), batch)),
-            Err(TryLockError::WouldBlock) => Err(batch),
+        match self.try_writer() {
+            Some(mut conn) => Ok(self.append_locked(&mut conn, batch)),
+            None => Err(batch),
         }
     }
 
@@ -34,55 +31,53 @@ impl Inner {
         conn: &mut Connection,
         batch: Vec<NewEvent>,
     ) -> Result<Vec<Committed>, StoreError> {
-        {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut counts: HashMap<&str, u64> = HashMap::new();
-            for ev in &batch {
-                *counts.entry(ev.channel.as_str()).or_default() += 1;
-            }
-            // The index is only written below, under the writer lock we hold,
-            // so heads read now stay valid until the commit.
-            let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
-            {
-                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-                for channel in counts.keys() {
-                    let head = match index.head(channel) {
-                        Some(h) => h,
-                        None => stored_head(&tx, channel)?
-                            .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
-                    };
-                    next.insert(channel, head + 1);
-                }
-            }
-            let mut committed = Vec::with_capacity(batch.len());
-            let mut rowids = Vec::with_capacity(batch.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for ev in &batch {
-                    let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
-                    let seq = *slot;
-                    *slot += 1;
-                    let frame = ev.frame(seq);
-                    insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
-                    rowids.push(tx.last_insert_rowid());
-                    committed.push(Committed {
-                        channel: ev.channel.clone(),
-                        seq,
-                        id: ev.id.clone(),
-                        frame,
-                    });
-                }
-            }
-            tx.commit()?;
-            // Only a committed batch changes the index.
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (c, rowid) in committed.iter().zip(rowids) {
-                index.push(&c.channel, c.seq, rowid);
-            }
-            Ok(committed)
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for ev in &batch {
+            *counts.entry(ev.channel.as_str()).or_default() += 1;
         }
+        // The index is only written below, under the writer lock we hold,
+        // so heads read now stay valid until the commit.
+        let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
+        {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            for channel in counts.keys() {
+                let head = match index.head(channel) {
+                    Some(h) => h,
+                    None => stored_head(&tx, channel)?
+                        .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
+                };
+                next.insert(channel, head + 1);
+            }
+        }
+        let mut committed = Vec::with_capacity(batch.len());
+        let mut rowids = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for ev in &batch {
+                let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
+                let seq = *slot;
+                *slot += 1;
+                let frame = ev.frame(seq);
+                insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
+                rowids.push(tx.last_insert_rowid());
+                committed.push(Committed {
+                    channel: ev.channel.clone(),
+                    seq,
+                    id: ev.id.clone(),
+                    frame,
+                });
+            }
+        }
+        tx.commit()?;
+        // Only a committed batch changes the index.
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for (c, rowid) in committed.iter().zip(rowids) {
+            index.push(&c.channel, c.seq, rowid);
+        }
+        Ok(committed)
     }
 
     pub(super) fn read_since(

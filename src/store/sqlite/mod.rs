@@ -8,7 +8,7 @@
 mod log;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -183,6 +183,15 @@ impl Inner {
         // transaction rolled back when the connection's guard dropped.
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn)
+    }
+
+    /// The writer, if no one holds it right now (poisoning as in `with_writer`).
+    fn try_writer(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.writer.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     fn with_reader<T>(
