@@ -123,8 +123,7 @@ fn ingest_through_router(c: &mut Criterion) {
             "http://bench.invalid".into(),
             tokio_util::sync::CancellationToken::new(),
             tokio_util::task::TaskTracker::new(),
-        )
-        .unwrap();
+        );
         let app = hookpipe::router(state);
         let res = app
             .clone()

@@ -98,9 +98,7 @@ impl Config {
         c.data_dir = data_dir.into();
         c.clone()
     }
-}
 
-impl Config {
     /// `--workers`, or one per CPU core.
     pub fn workers(&self) -> usize {
         match self.workers {

@@ -59,7 +59,7 @@ pub fn assemble(
     public_url: String,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) -> anyhow::Result<(AppState, CommitterHandle)> {
+) -> (AppState, CommitterHandle) {
     let hub = Hub::new();
     let (committer, committer_task) = Committer::new(store.clone(), hub.clone());
     let state = AppState::new(
@@ -71,7 +71,7 @@ pub fn assemble(
         shutdown,
         tracker,
     );
-    Ok((state, committer_task))
+    (state, committer_task)
 }
 
 /// Runs the relay on `listener` until `shutdown` fires, then drains:
@@ -110,7 +110,7 @@ pub async fn run(
         public_url.clone(),
         shutdown.clone(),
         tracker.clone(),
-    )?;
+    );
 
     tracing::info!(
         "hookpipe listening on http://{local} (public URL {public_url}), {workers} workers, data in {}",
