@@ -121,16 +121,20 @@ async fn drain(shared: Arc<Shared>) {
         done: false,
     };
     loop {
-        let batch = {
+        let (batch, was_full) = {
             let mut queue = shared.queue();
             if queue.pending.is_empty() {
                 queue.draining = false;
                 guard.done = true;
                 return;
             }
-            take_batch(&mut queue.pending)
+            let was_full = queue.pending.len() >= QUEUE;
+            (take_batch(&mut queue.pending), was_full)
         };
-        shared.room.notify_waiters();
+        // Only a full queue has requests waiting for room.
+        if was_full {
+            shared.room.notify_waiters();
+        }
         commit_batch(&shared, batch).await;
         // Let the answered requests reply, and new ones queue up.
         tokio::task::yield_now().await;
