@@ -61,7 +61,7 @@ pub fn assemble(
     tracker: TaskTracker,
 ) -> (AppState, CommitterHandle) {
     let hub = Hub::new();
-    let (committer, committer_task) = Committer::new(store.clone(), hub.clone());
+    let (committer, committer_task) = Committer::new(store.clone(), hub.clone(), config.workers());
     let state = AppState::new(
         store,
         hub,
