@@ -1,11 +1,12 @@
-//! The event log: group-commit appends, indexed reads, retention trims.
+//! The event log: one row per group commit, indexed reads, retention trims.
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 
-use super::Inner;
+use super::{Inner, batch};
 use crate::event::{Committed, NewEvent};
+use crate::store::log_index::Entry;
 use crate::store::{Page, StoreError, StoredFrame};
 
 impl Inner {
@@ -50,32 +51,45 @@ impl Inner {
                 next.insert(channel, head + 1);
             }
         }
+        // The whole batch is one row: one insert, and one delete once
+        // retention has dropped all of its events.
+        let bytes: usize = batch.iter().map(|ev| ev.encoded_len() + 96).sum();
+        let mut blob = Vec::with_capacity(bytes);
         let mut committed = Vec::with_capacity(batch.len());
-        let mut rowids = Vec::with_capacity(batch.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (channel, seq, received_at, frame) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for ev in &batch {
-                let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
-                let seq = *slot;
-                *slot += 1;
-                let frame = ev.frame(seq);
-                insert.execute(params![ev.channel, seq, ev.received_at_ms, frame])?;
-                rowids.push(tx.last_insert_rowid());
-                committed.push(Committed {
-                    channel: ev.channel.clone(),
-                    seq,
-                    id: ev.id.clone(),
-                    frame,
-                });
-            }
+        let mut placed = Vec::with_capacity(batch.len());
+        let (mut first_at, mut last_at) = (i64::MAX, i64::MIN);
+        for ev in &batch {
+            let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
+            let seq = *slot;
+            *slot += 1;
+            let frame = ev.frame(seq);
+            let (offset, len) =
+                batch::push(&mut blob, &ev.channel, seq, ev.received_at_ms, &frame)?;
+            placed.push((offset, len));
+            first_at = first_at.min(ev.received_at_ms);
+            last_at = last_at.max(ev.received_at_ms);
+            committed.push(Committed {
+                channel: ev.channel.clone(),
+                seq,
+                id: ev.id.clone(),
+                frame,
+            });
         }
+        tx.prepare_cached("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?
+            .execute(params![first_at, last_at, blob])?;
+        let rowid = tx.last_insert_rowid();
         tx.commit()?;
         // Only a committed batch changes the index.
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        for (c, rowid) in committed.iter().zip(rowids) {
-            index.push(&c.channel, c.seq, rowid);
+        for ((c, ev), (offset, len)) in committed.iter().zip(&batch).zip(placed) {
+            let entry = Entry {
+                seq: c.seq,
+                rowid,
+                received_at_ms: ev.received_at_ms,
+                offset,
+                len,
+            };
+            index.push(&c.channel, entry);
         }
         Ok(committed)
     }
@@ -117,19 +131,19 @@ impl Inner {
                 None => stored_head(conn, channel)?
                     .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?,
             };
-            let mut stmt =
-                conn.prepare_cached("SELECT received_at, frame FROM events WHERE rowid = ?1")?;
             let mut events = Vec::with_capacity(entries.len());
-            for (seq, rowid) in entries {
+            let mut rows = FrameReader::new(conn);
+            for entry in entries {
+                if entry.received_at_ms < cutoff {
+                    continue;
+                }
                 // A row trimmed since the index was read is simply gone: the
                 // feed reports the hole as a gap.
-                let row: Option<(i64, String)> = stmt
-                    .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                if let Some((received_at, frame)) = row
-                    && received_at >= cutoff
-                {
-                    events.push(StoredFrame { seq, frame });
+                if let Some(frame) = rows.frame(&entry)? {
+                    events.push(StoredFrame {
+                        seq: entry.seq,
+                        frame,
+                    });
                 }
             }
             Ok(Page { events, head, more })
@@ -140,23 +154,24 @@ impl Inner {
         Ok(self.trim_counts()? + self.trim_age(now_ms)?)
     }
 
-    /// Deletes what is older than `max_age`.
+    /// Deletes the batches whose newest event is older than `max_age`.
+    /// Returns how many events that dropped from the index.
     fn trim_age(&self, now_ms: i64) -> Result<u64, StoreError> {
         let cutoff = now_ms - self.retention.max_age.as_millis() as i64;
         self.with_writer(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Rowids follow commit order and received_at follows arrival, so
-            // old rows come first: the scan stops at the first young one.
+            // Rowids follow commit order and arrival times follow it too, so
+            // old batches come first: the scan stops at the first young one.
             let first_young: Option<i64> = tx
                 .query_row(
-                    "SELECT rowid FROM events WHERE received_at >= ?1 ORDER BY rowid LIMIT 1",
+                    "SELECT rowid FROM batches WHERE last_at >= ?1 ORDER BY rowid LIMIT 1",
                     params![cutoff],
                     |r| r.get(0),
                 )
                 .optional()?;
             let bound = first_young.unwrap_or(i64::MAX);
             let any_old: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1)",
+                "SELECT EXISTS (SELECT 1 FROM batches WHERE rowid < ?1)",
                 params![bound],
                 |r| r.get(0),
             )?;
@@ -173,54 +188,48 @@ impl Inner {
                     save.execute(params![channel, head])?;
                 }
             }
-            let deleted = tx.execute("DELETE FROM events WHERE rowid < ?1", params![bound])? as u64;
+            tx.execute("DELETE FROM batches WHERE rowid < ?1", params![bound])?;
             tx.execute("DELETE FROM acks WHERE acked_at < ?1", params![cutoff])?;
             tx.commit()?;
-            index.drop_before_rowid(bound);
-            Ok(deleted)
+            Ok(index.drop_before_rowid(bound))
         })
     }
 
-    /// Deletes, per channel, the events beyond the newest `keep_events`.
+    /// Drops, per channel, the events beyond the newest `keep_events`, and
+    /// deletes the batches left holding none. Returns how many events that was.
     pub(super) fn trim_counts(&self) -> Result<u64, StoreError> {
         let keep = self.retention.keep_events;
         self.with_writer(|conn| {
             // The index changes only under the writer lock we hold.
-            let over = self
-                .index
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .beyond(keep);
-            if over.is_empty() {
+            let (drops, emptied, dropped) = {
+                let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+                let drops = index.beyond(keep);
+                let (emptied, dropped) = index.emptied_by(&drops);
+                (drops, emptied, dropped)
+            };
+            if drops.is_empty() {
                 return Ok(0);
             }
-            let mut gone: Vec<i64> = over
-                .iter()
-                .flat_map(|(_, _, rowids)| rowids.iter().copied())
-                .collect();
-            // In rowid order, each old page is visited (and rewritten) once.
-            gone.sort_unstable();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
-                // Rowids are assigned in commit order, so a busy channel's old
-                // events are long runs: one range delete a run.
+                // Batches empty in commit order, mostly: one range delete a run.
                 let mut delete =
-                    tx.prepare_cached("DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2")?;
-                for (first, last) in runs(&gone) {
+                    tx.prepare_cached("DELETE FROM batches WHERE rowid BETWEEN ?1 AND ?2")?;
+                for (first, last) in runs(&emptied) {
                     delete.execute(params![first, last])?;
                 }
                 let mut delete_acks =
                     tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for (channel, upto, _) in &over {
+                for (channel, upto) in &drops {
                     delete_acks.execute(params![channel, upto])?;
                 }
             }
             tx.commit()?;
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (channel, upto, _) in &over {
-                index.take_through(channel, *upto);
-            }
-            Ok(gone.len() as u64)
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .drop_through(&drops);
+            Ok(dropped)
         })
     }
 
@@ -233,14 +242,68 @@ impl Inner {
             while let Some(r) = rows.next()? {
                 index.note_head(&r.get::<_, String>(0)?, r.get(1)?);
             }
-            let mut log = conn.prepare("SELECT rowid, channel, seq FROM events ORDER BY rowid")?;
+            let mut log = conn.prepare("SELECT rowid, events FROM batches ORDER BY rowid")?;
             let mut rows = log.query([])?;
             while let Some(r) = rows.next()? {
-                let channel: String = r.get(1)?;
-                index.push(&channel, r.get(2)?, r.get(0)?);
+                let rowid: i64 = r.get(0)?;
+                let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                for rec in batch::records(rowid, blob)? {
+                    let entry = Entry {
+                        seq: rec.seq,
+                        rowid,
+                        received_at_ms: rec.received_at_ms,
+                        offset: rec.offset,
+                        len: rec.len,
+                    };
+                    index.push(rec.channel, entry);
+                }
             }
             Ok(())
         })
+    }
+}
+
+/// Reads frames out of batch rows, keeping the last row open: a channel's
+/// consecutive events often share one.
+struct FrameReader<'c> {
+    conn: &'c Connection,
+    open: Option<(i64, rusqlite::blob::Blob<'c>)>,
+}
+
+impl<'c> FrameReader<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        FrameReader { conn, open: None }
+    }
+
+    /// The frame of `entry`; `None` when its row is gone.
+    fn frame(&mut self, entry: &Entry) -> Result<Option<String>, StoreError> {
+        if self.open.as_ref().map(|(rowid, _)| *rowid) != Some(entry.rowid) {
+            self.open = None;
+            match self
+                .conn
+                .blob_open(MAIN_DB, c"batches", c"events", entry.rowid, true)
+            {
+                Ok(blob) => self.open = Some((entry.rowid, blob)),
+                Err(e) if !self.row_exists(entry.rowid)? => {
+                    tracing::trace!(error = %e, rowid = entry.rowid, "batch trimmed while reading");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (_, blob) = self.open.as_ref().expect("opened above");
+        let mut buf = vec![0u8; entry.len as usize];
+        blob.read_at_exact(&mut buf, entry.offset as usize)?;
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| StoreError::Database(format!("stored batch {} is damaged", entry.rowid)))
+    }
+
+    fn row_exists(&self, rowid: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM batches WHERE rowid = ?1)")?
+            .query_row(params![rowid], |r| r.get(0))?)
     }
 }
 
@@ -268,7 +331,72 @@ fn stored_head(conn: &Connection, channel: &str) -> Result<Option<u64>, StoreErr
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use axum::http::HeaderMap;
+
     use super::runs;
+    use crate::config::SyncMode;
+    use crate::event::{Incoming, NewEvent, now_ms};
+    use crate::store::Retention;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn a_row_deleted_under_the_index_reads_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            keep_events: 100,
+            max_age: Duration::from_secs(3600),
+        };
+        let store = SqliteStore::open(dir.path(), SyncMode::Normal, retention).unwrap();
+        let inner = &store.inner;
+        inner
+            .with_writer(|conn| {
+                conn.execute(
+                    "INSERT INTO channels (id, token_hash, created_at) VALUES ('c', x'00', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let headers = HeaderMap::new();
+        let event = |body: &'static str| {
+            let req = Incoming {
+                method: "POST",
+                path: "",
+                query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            NewEvent::new("c".into(), format!("evt_{body}"), now_ms(), req)
+        };
+        inner.append(vec![event("one"), event("two")]).unwrap();
+        inner.append(vec![event("three")]).unwrap();
+        let page = inner.read_since("c", 0, 10, now_ms()).unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(
+            page.events[2].frame.contains("\"body\":\"three\""),
+            "{}",
+            page.events[2].frame
+        );
+
+        // As if a trim deleted the first batch between index read and row read.
+        inner
+            .with_writer(|conn| {
+                conn.execute(
+                    "DELETE FROM batches WHERE rowid = (SELECT min(rowid) FROM batches)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let page = inner.read_since("c", 0, 10, now_ms()).unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(page.head, 3);
+    }
 
     #[test]
     fn consecutive_rowids_become_one_run() {

@@ -5,7 +5,9 @@
 //! `log` holds the event log itself: append, read, trim, and rebuilding its
 //! in-memory index.
 
+mod batch;
 mod log;
+mod migrate;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, mpsc};
@@ -26,14 +28,14 @@ CREATE TABLE IF NOT EXISTS channels (
     created_at INTEGER NOT NULL,
     last_seq   INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
--- An append-only log: rows only ever go to the end of this one B-tree.
--- Lookups by (channel, seq) use the in-memory LogIndex, rebuilt at start.
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY,
-    channel     TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    frame       TEXT NOT NULL
+-- An append-only log, one row per group commit: rows only ever go to the
+-- end of this one B-tree. `events` holds the batch's records (see batch.rs);
+-- lookups by (channel, seq) use the in-memory LogIndex, rebuilt at start.
+CREATE TABLE IF NOT EXISTS batches (
+    id       INTEGER PRIMARY KEY,
+    first_at INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    events   BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS acks (
     channel  TEXT NOT NULL,
@@ -122,11 +124,18 @@ impl SqliteStore {
             message: format!("cannot create the data directory: {e}"),
         })?;
         let path = data_dir.join("hookpipe.db");
-        let writer = open_connection(&path, sync)?;
+        let mut writer = open_connection(&path, sync)?;
         writer.execute_batch(SCHEMA).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+        let moved = migrate::events_into_batches(&mut writer).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: format!("cannot convert the event log of an earlier version: {e}"),
+        })?;
+        if moved > 0 {
+            tracing::info!(moved, "converted the event log to one row per group commit");
+        }
         writer
             .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .map_err(|e| StoreError::Open {
