@@ -15,6 +15,7 @@
 //! - `ui`: the web inspector (home page, live channel page), assets embedded.
 //! - `server`: the router and the life cycle: [`run`] serves until shutdown.
 //! - `bench`: `hookpipe bench`, the load tool (publishers, subscribers, report).
+//! - `worker`: which worker thread a caller is on (lanes and hub shards follow it).
 #![forbid(unsafe_code)]
 
 pub mod protocol;
@@ -45,6 +46,8 @@ pub mod store;
 pub mod transport;
 #[cfg(feature = "server")]
 pub mod ui;
+#[cfg(feature = "server")]
+pub mod worker;
 
 #[cfg(feature = "server")]
 pub use server::{router, run};

@@ -16,7 +16,6 @@
 //! drained on whichever worker came first still woke every request of the
 //! other worker across threads (see README).
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -65,17 +64,6 @@ struct Lane {
     room: Notify,
 }
 
-thread_local! {
-    /// This thread's lane (see [`use_lane`]); threads that never chose use lane 0.
-    static LANE: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Commits of requests served on the calling thread go through lane `lane`
-/// (taken modulo the number of lanes). Each worker thread calls it once.
-pub fn use_lane(lane: usize) {
-    LANE.with(|l| l.set(lane));
-}
-
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
@@ -92,13 +80,13 @@ impl Lane {
 impl Shared {
     /// The calling thread's lane.
     fn lane(&self) -> usize {
-        LANE.with(Cell::get) % self.lanes.len()
+        crate::worker::current(self.lanes.len())
     }
 }
 
 impl Committer {
     /// Group commit into `store`, publishing committed frames on `hub`, with
-    /// one lane per worker thread. Commits run as tasks on the runtime of the
+    /// one lane per worker thread (see [`crate::worker`]). Commits run as tasks on the runtime of the
     /// request that found its lane idle.
     pub fn new(store: Arc<dyn Store>, hub: Hub, lanes: usize) -> (Committer, CommitterHandle) {
         let drains = TaskTracker::new();
@@ -236,22 +224,23 @@ async fn commit_batch(shared: &Shared, batch: Vec<Pending>, turn: tokio::sync::M
     let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
     let result = shared.store.append(events).await;
     let receipts: Result<Vec<Receipt>, StoreError> = result.map(|committed| {
-        committed
+        let mut frames = Vec::with_capacity(committed.len());
+        let receipts = committed
             .into_iter()
             .map(|c| {
-                shared.hub.publish(
-                    &c.channel,
-                    Frame {
-                        seq: c.seq,
-                        json: c.frame.into(),
-                    },
-                );
+                let frame = Frame {
+                    seq: c.seq,
+                    json: c.frame.into(),
+                };
+                frames.push((c.channel, frame));
                 Receipt {
                     seq: c.seq,
                     id: c.id,
                 }
             })
-            .collect()
+            .collect();
+        shared.hub.publish_batch(frames);
+        receipts
     });
     drop(turn);
     match receipts {

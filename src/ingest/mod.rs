@@ -3,5 +3,5 @@
 mod committer;
 mod handler;
 
-pub use committer::{Committer, CommitterHandle, use_lane};
+pub use committer::{Committer, CommitterHandle};
 pub use handler::ingest;

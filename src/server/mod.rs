@@ -60,7 +60,7 @@ pub fn assemble(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> (AppState, CommitterHandle) {
-    let hub = Hub::new();
+    let hub = Hub::with_workers(config.workers());
     let (committer, committer_task) = Committer::new(store.clone(), hub.clone(), config.workers());
     let state = AppState::new(
         store,

@@ -107,7 +107,7 @@ pub async fn serve(
         let thread = std::thread::Builder::new()
             .name(format!("hookpipe-worker-{i}"))
             .spawn(move || -> anyhow::Result<()> {
-                crate::ingest::use_lane(i);
+                crate::worker::set_current(i);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
@@ -122,7 +122,7 @@ pub async fn serve(
     }
     let acceptor = tokio::spawn(accept_loop(listener, deal, shutdown.clone()));
     let own = own.expect("worker 0 is this thread");
-    crate::ingest::use_lane(0);
+    crate::worker::set_current(0);
     serve_dealt(own, app, shutdown).await?;
     let _ = acceptor.await;
     for done in served {
