@@ -102,7 +102,8 @@ async fn contract(store: Arc<dyn Store>) {
         vec![2]
     );
     let deleted = store.trim(now).await.unwrap();
-    assert_eq!(deleted, 3 + 1, "a1..a3 by count, b0 by age");
+    // b0 by age; a1..a3 by count, unless appending a6..a8 already retired them.
+    assert!(deleted == 1 || deleted == 3 + 1, "deleted {deleted}");
     assert_eq!(store.trim(now).await.unwrap(), 0, "nothing left to trim");
     assert_eq!(store.read_since("a", 0, 100).await.unwrap().events.len(), 5);
     // Age empties a channel entirely: its seqs still continue.

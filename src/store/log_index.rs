@@ -65,6 +65,11 @@ impl LogIndex {
         }
     }
 
+    /// The oldest retained seq of `channel`, if it has any.
+    pub fn oldest(&self, channel: &str) -> Option<u64> {
+        self.channels.get(channel)?.entries.front().map(|e| e.seq)
+    }
+
     /// Up to `limit` entries of `channel` with `seq > since`, oldest first,
     /// and whether more follow.
     pub fn after(&self, channel: &str, since: u64, limit: usize) -> (Vec<Entry>, bool) {

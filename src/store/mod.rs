@@ -114,6 +114,8 @@ pub trait Store: Send + Sync + 'static {
     async fn read_since(&self, channel: &str, since: u64, limit: usize)
     -> Result<Page, StoreError>;
     /// Deletes what retention no longer keeps; returns how many events went.
+    /// A store may also retire events beyond `keep_events` as newer ones are
+    /// appended; `trim` then only deletes what appends left.
     async fn trim(&self, now_ms: i64) -> Result<u64, StoreError>;
     /// Records that a subscriber finished with `seq` (and the status it got).
     async fn record_ack(

@@ -39,18 +39,28 @@ impl Inner {
         }
         // The index is only written below, under the writer lock we hold,
         // so heads read now stay valid until the commit.
+        let keep = self.retention.keep_events;
         let mut next: HashMap<&str, u64> = HashMap::with_capacity(counts.len());
-        {
+        let mut drops = Vec::new();
+        let emptied = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            for channel in counts.keys() {
+            for (channel, added) in &counts {
                 let head = match index.head(channel) {
                     Some(h) => h,
                     None => stored_head(&tx, channel)?
                         .ok_or_else(|| StoreError::UnknownChannel((*channel).to_owned()))?,
                 };
                 next.insert(channel, head + 1);
+                // Count retention as events arrive: the older events this batch
+                // pushes out go in the same transaction, a few at a time,
+                // instead of in a periodic trim that holds the writer longer.
+                let upto = (head + added).saturating_sub(keep).min(head);
+                if index.oldest(channel).is_some_and(|seq| seq <= upto) {
+                    drops.push(((*channel).to_owned(), upto));
+                }
             }
-        }
+            index.emptied_by(&drops).0
+        };
         // The whole batch is one row: one insert, and one delete once
         // retention has dropped all of its events.
         let bytes: usize = batch.iter().map(|ev| ev.encoded_len() + 96).sum();
@@ -78,9 +88,11 @@ impl Inner {
         tx.prepare_cached("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?
             .execute(params![first_at, last_at, blob])?;
         let rowid = tx.last_insert_rowid();
+        delete_retired(&tx, &drops, &emptied)?;
         tx.commit()?;
         // Only a committed batch changes the index.
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        index.drop_through(&drops);
         for ((c, ev), (offset, len)) in committed.iter().zip(&batch).zip(placed) {
             let entry = Entry {
                 seq: c.seq,
@@ -211,19 +223,7 @@ impl Inner {
                 return Ok(0);
             }
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                // Batches empty in commit order, mostly: one range delete a run.
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM batches WHERE rowid BETWEEN ?1 AND ?2")?;
-                for (first, last) in runs(&emptied) {
-                    delete.execute(params![first, last])?;
-                }
-                let mut delete_acks =
-                    tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-                for (channel, upto) in &drops {
-                    delete_acks.execute(params![channel, upto])?;
-                }
-            }
+            delete_retired(&tx, &drops, &emptied)?;
             tx.commit()?;
             self.index
                 .write()
@@ -307,6 +307,25 @@ impl<'c> FrameReader<'c> {
     }
 }
 
+/// Deletes the batch rows `emptied` (sorted) and the acks of the events
+/// `drops` retires, as `(channel, last seq retired)`.
+fn delete_retired(
+    tx: &Connection,
+    drops: &[(String, u64)],
+    emptied: &[i64],
+) -> Result<(), StoreError> {
+    // Batches empty in commit order, mostly: one range delete a run.
+    let mut delete = tx.prepare_cached("DELETE FROM batches WHERE rowid BETWEEN ?1 AND ?2")?;
+    for (first, last) in runs(emptied) {
+        delete.execute(params![first, last])?;
+    }
+    let mut delete_acks = tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+    for (channel, upto) in drops {
+        delete_acks.execute(params![channel, upto])?;
+    }
+    Ok(())
+}
+
 /// Sorted, distinct rowids as inclusive runs of consecutive values.
 fn runs(sorted: &[i64]) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
@@ -341,37 +360,88 @@ mod tests {
     use crate::store::Retention;
     use crate::store::sqlite::SqliteStore;
 
-    #[test]
-    fn a_row_deleted_under_the_index_reads_as_gone() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store keeping `keep` events per channel, with channels `c` and `d`.
+    fn store_with(dir: &std::path::Path, keep: u64) -> SqliteStore {
         let retention = Retention {
-            keep_events: 100,
+            keep_events: keep,
             max_age: Duration::from_secs(3600),
         };
-        let store = SqliteStore::open(dir.path(), SyncMode::Normal, retention).unwrap();
-        let inner = &store.inner;
-        inner
+        let store = SqliteStore::open(dir, SyncMode::Normal, retention).unwrap();
+        store
+            .inner
             .with_writer(|conn| {
                 conn.execute(
-                    "INSERT INTO channels (id, token_hash, created_at) VALUES ('c', x'00', 1)",
+                    "INSERT INTO channels (id, token_hash, created_at) VALUES ('c', x'00', 1), ('d', x'00', 1)",
                     [],
                 )?;
                 Ok(())
             })
             .unwrap();
+        store
+    }
+
+    fn event(channel: &str, body: &str) -> NewEvent {
         let headers = HeaderMap::new();
-        let event = |body: &'static str| {
-            let req = Incoming {
-                method: "POST",
-                path: "",
-                query: "",
-                headers: &headers,
-                body: body.as_bytes(),
-            };
-            NewEvent::new("c".into(), format!("evt_{body}"), now_ms(), req)
+        let req = Incoming {
+            method: "POST",
+            path: "",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
         };
-        inner.append(vec![event("one"), event("two")]).unwrap();
-        inner.append(vec![event("three")]).unwrap();
+        NewEvent::new(channel.into(), format!("evt_{body}"), now_ms(), req)
+    }
+
+    fn rows(store: &SqliteStore) -> i64 {
+        store
+            .inner
+            .with_writer(|conn| {
+                Ok(conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0))?)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn appends_retire_what_count_retention_no_longer_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 3);
+        let inner = &store.inner;
+        // Row 1 holds c1 and d1; then c2..c5 one row each.
+        inner
+            .append(vec![event("c", "c1"), event("d", "d1")])
+            .unwrap();
+        for i in 2..=5 {
+            inner.append(vec![event("c", &format!("c{i}"))]).unwrap();
+        }
+        let seqs = |channel| {
+            let page = inner.read_since(channel, 0, 10, now_ms()).unwrap();
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs("c"), [3, 4, 5]);
+        assert_eq!(seqs("d"), [1]);
+        // c2's row went with c5's append; c1's row stays for d1.
+        assert_eq!(rows(&store), 1 + 3);
+        assert_eq!(
+            inner.trim(now_ms()).unwrap(),
+            0,
+            "appends left nothing to trim"
+        );
+        inner
+            .append(vec![event("d", "d2"), event("d", "d3"), event("d", "d4")])
+            .unwrap();
+        assert_eq!(seqs("d"), [2, 3, 4]);
+        assert_eq!(rows(&store), 3 + 1, "d1 retired: its row is gone");
+    }
+
+    #[test]
+    fn a_row_deleted_under_the_index_reads_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), 100);
+        let inner = &store.inner;
+        inner
+            .append(vec![event("c", "one"), event("c", "two")])
+            .unwrap();
+        inner.append(vec![event("c", "three")]).unwrap();
         let page = inner.read_since("c", 0, 10, now_ms()).unwrap();
         assert_eq!(
             page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
