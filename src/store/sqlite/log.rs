@@ -88,8 +88,11 @@ impl Inner {
         tx.prepare_cached("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?
             .execute(params![first_at, last_at, blob])?;
         let rowid = tx.last_insert_rowid();
-        delete_retired(&tx, &drops, &emptied)?;
+        delete_rows(&tx, &emptied)?;
         tx.commit()?;
+        // Their acks wait for the next trim: one delete a channel a second,
+        // not one a channel a commit.
+        self.note_acks_due(&drops);
         // Only a committed batch changes the index.
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         index.drop_through(&drops);
@@ -208,29 +211,58 @@ impl Inner {
     }
 
     /// Drops, per channel, the events beyond the newest `keep_events`, and
-    /// deletes the batches left holding none. Returns how many events that was.
+    /// deletes the batches left holding none and the acks of every event
+    /// retired since the last trim. Returns how many events it dropped.
     pub(super) fn trim_counts(&self) -> Result<u64, StoreError> {
         let keep = self.retention.keep_events;
         self.with_writer(|conn| {
-            // The index changes only under the writer lock we hold.
+            // The index and the acks due change only under the writer lock we hold.
             let (drops, emptied, dropped) = {
                 let index = self.index.read().unwrap_or_else(|p| p.into_inner());
                 let drops = index.beyond(keep);
                 let (emptied, dropped) = index.emptied_by(&drops);
                 (drops, emptied, dropped)
             };
-            if drops.is_empty() {
+            let acks_due = std::mem::take(&mut *self.acks_due());
+            if drops.is_empty() && acks_due.is_empty() {
                 return Ok(0);
             }
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            delete_retired(&tx, &drops, &emptied)?;
-            tx.commit()?;
+            let deleted = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)
+                .and_then(|tx| {
+                    delete_rows(&tx, &emptied)?;
+                    delete_acks(&tx, drops.iter().map(|(c, s)| (c, s)).chain(&acks_due))?;
+                    Ok(tx.commit()?)
+                });
+            if let Err(e) = deleted {
+                // Try those acks again next time.
+                self.acks_due().extend(acks_due);
+                return Err(e);
+            }
             self.index
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .drop_through(&drops);
             Ok(dropped)
         })
+    }
+
+    /// Remembers that the acks of `drops` (`(channel, last seq retired)`)
+    /// are to be deleted by the next trim.
+    fn note_acks_due(&self, drops: &[(String, u64)]) {
+        if drops.is_empty() {
+            return;
+        }
+        let mut due = self.acks_due();
+        for (channel, upto) in drops {
+            let seq = due.entry(channel.clone()).or_default();
+            *seq = (*seq).max(*upto);
+        }
+    }
+
+    fn acks_due(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.acks_due.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Rebuilds the index from the log.
@@ -307,21 +339,24 @@ impl<'c> FrameReader<'c> {
     }
 }
 
-/// Deletes the batch rows `emptied` (sorted) and the acks of the events
-/// `drops` retires, as `(channel, last seq retired)`.
-fn delete_retired(
-    tx: &Connection,
-    drops: &[(String, u64)],
-    emptied: &[i64],
-) -> Result<(), StoreError> {
+/// Deletes the batch rows `emptied` (sorted, none retaining an event).
+fn delete_rows(tx: &Connection, emptied: &[i64]) -> Result<(), StoreError> {
     // Batches empty in commit order, mostly: one range delete a run.
     let mut delete = tx.prepare_cached("DELETE FROM batches WHERE rowid BETWEEN ?1 AND ?2")?;
     for (first, last) in runs(emptied) {
         delete.execute(params![first, last])?;
     }
-    let mut delete_acks = tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
-    for (channel, upto) in drops {
-        delete_acks.execute(params![channel, upto])?;
+    Ok(())
+}
+
+/// Deletes the acks of retired events, given as `(channel, last seq retired)`.
+fn delete_acks<'a>(
+    tx: &Connection,
+    retired: impl Iterator<Item = (&'a String, &'a u64)>,
+) -> Result<(), StoreError> {
+    let mut delete = tx.prepare_cached("DELETE FROM acks WHERE channel = ?1 AND seq <= ?2")?;
+    for (channel, upto) in retired {
+        delete.execute(params![channel, upto])?;
     }
     Ok(())
 }
@@ -406,9 +441,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with(dir.path(), 3);
         let inner = &store.inner;
+        let acks = || -> i64 {
+            inner
+                .with_writer(|conn| {
+                    Ok(conn.query_row("SELECT count(*) FROM acks", [], |r| r.get(0))?)
+                })
+                .unwrap()
+        };
         // Row 1 holds c1 and d1; then c2..c5 one row each.
         inner
             .append(vec![event("c", "c1"), event("d", "d1")])
+            .unwrap();
+        inner
+            .with_writer(|conn| {
+                conn.execute(
+                    "INSERT INTO acks (channel, seq, status, acked_at) VALUES ('c', 1, 200, 0)",
+                    [],
+                )?;
+                Ok(())
+            })
             .unwrap();
         for i in 2..=5 {
             inner.append(vec![event("c", &format!("c{i}"))]).unwrap();
@@ -421,11 +472,13 @@ mod tests {
         assert_eq!(seqs("d"), [1]);
         // c2's row went with c5's append; c1's row stays for d1.
         assert_eq!(rows(&store), 1 + 3);
+        assert_eq!(acks(), 1, "c1's ack waits for the trim");
         assert_eq!(
             inner.trim(now_ms()).unwrap(),
             0,
-            "appends left nothing to trim"
+            "appends left no event to trim"
         );
+        assert_eq!(acks(), 0, "the trim deleted c1's ack");
         inner
             .append(vec![event("d", "d2"), event("d", "d3"), event("d", "d4")])
             .unwrap();

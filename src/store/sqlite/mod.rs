@@ -9,6 +9,7 @@ mod batch;
 mod log;
 mod migrate;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, mpsc};
 use std::time::Duration;
@@ -70,6 +71,8 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     retention: Retention,
+    /// `channel → last seq` retired by appends whose acks the next trim deletes.
+    acks_due: Mutex<HashMap<String, u64>>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -150,6 +153,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             retention,
+            acks_due: Mutex::new(HashMap::new()),
         };
         inner.load_index()?;
         // What an earlier run (perhaps with a larger --retain-events) left.
