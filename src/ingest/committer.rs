@@ -27,8 +27,11 @@ use crate::hub::{Frame, Hub};
 use crate::protocol::Receipt;
 use crate::store::{Store, StoreError};
 
-/// Events that may wait for a commit before ingest requests wait for room.
+/// Events that may wait for a commit, over all lanes, before ingest requests
+/// wait for room.
 const QUEUE: usize = 16 * 1024;
+/// The least room one lane gets, however many workers share [`QUEUE`].
+const MIN_LANE: usize = 256;
 /// Most events in one transaction.
 const MAX_BATCH_EVENTS: usize = 4096;
 /// Most encoded bytes in one transaction, so large bodies commit in small groups.
@@ -49,6 +52,8 @@ struct Shared {
     store: Arc<dyn Store>,
     hub: Hub,
     lanes: Box<[Lane]>,
+    /// Events one lane holds before its requests wait for room.
+    lane_room: usize,
     /// The turn to commit and publish: held from a batch's transaction until
     /// its last frame is on the hub.
     turn: tokio::sync::Mutex<()>,
@@ -94,6 +99,7 @@ impl Committer {
             store,
             hub,
             lanes: (0..lanes.max(1)).map(|_| Lane::default()).collect(),
+            lane_room: (QUEUE / lanes.max(1)).max(MIN_LANE),
             turn: tokio::sync::Mutex::new(()),
             drains: drains.clone(),
         });
@@ -112,7 +118,7 @@ impl Committer {
             let room = lane.room.notified();
             {
                 let mut queue = lane.queue();
-                if queue.pending.len() < QUEUE {
+                if queue.pending.len() < self.shared.lane_room {
                     queue.pending.extend(pending.take());
                     break !std::mem::replace(&mut queue.draining, true);
                 }
@@ -162,7 +168,7 @@ async fn drain(shared: Arc<Shared>, index: usize) {
         // Only this task takes from the lane: it is not empty.
         let (batch, was_full) = {
             let mut queue = lane.queue();
-            let was_full = queue.pending.len() >= QUEUE;
+            let was_full = queue.pending.len() >= shared.lane_room;
             (take_batch(&mut queue.pending), was_full)
         };
         // Only a full queue has requests waiting for room.
