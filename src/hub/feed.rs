@@ -128,13 +128,13 @@ impl Feed {
         }
     }
 
-    fn accept_live(&mut self, frame: Frame) {
+    fn accept_live(&mut self, frame: Arc<Frame>) {
         if frame.seq <= self.cursor {
             return; // already sent from the store
         }
         if frame.seq == self.cursor + 1 {
             self.cursor = frame.seq;
-            self.ready.push_back(Item::Event(frame));
+            self.ready.push_back(Item::Event(Frame::clone(&frame)));
         } else {
             // Something between is missing live; the store has it.
             self.catching_up = true;
