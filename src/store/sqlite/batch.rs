@@ -47,6 +47,30 @@ pub fn push(
     Ok((offset, frame_len))
 }
 
+/// Bytes of a record before its frame, for a record of `channel`.
+pub fn header_len(channel: &str) -> usize {
+    FIXED + channel.len()
+}
+
+/// The frame of `record` (a record's bytes, header first) if the record is
+/// `channel`'s event `seq`: a row id SQLite reused after a trim holds other
+/// records, and this tells them apart.
+pub fn frame_of<'a>(record: &'a [u8], channel: &str, seq: u64) -> Option<&'a [u8]> {
+    let mut rest = Cursor {
+        blob: record,
+        at: 0,
+    };
+    let channel_len = u16::from_le_bytes(rest.array()?) as usize;
+    let same =
+        rest.take(channel_len)? == channel.as_bytes() && u64::from_le_bytes(rest.array()?) == seq;
+    let _received_at: [u8; 8] = rest.array()?;
+    let len = u32::from_le_bytes(rest.array()?) as usize;
+    if !same {
+        return None;
+    }
+    rest.take(len)
+}
+
 /// Every record of `blob`, in order; an error names the damaged row.
 pub fn records(rowid: i64, blob: &[u8]) -> Result<Vec<Record<'_>>, StoreError> {
     let damaged = || StoreError::Database(format!("stored batch {rowid} is damaged"));
@@ -121,6 +145,12 @@ mod tests {
         );
         let (off, len) = (a.0 as usize, a.1 as usize);
         assert_eq!(&blob[off..off + len], b"{\"x\":1}");
+        let start = off - header_len("chan-a");
+        let record = &blob[start..off + len];
+        assert_eq!(frame_of(record, "chan-a", 7), Some(&b"{\"x\":1}"[..]));
+        assert_eq!(frame_of(record, "chan-a", 8), None, "another seq");
+        assert_eq!(frame_of(record, "chan-b", 7), None, "another channel");
+        assert_eq!(frame_of(&record[..record.len() - 1], "chan-a", 7), None);
         let err = records(3, &blob[..blob.len() - 3]).unwrap_err();
         assert!(err.to_string().contains("batch 3 is damaged"), "{err}");
     }

@@ -147,7 +147,7 @@ impl Inner {
                     .ok_or_else(|| StoreError::UnknownChannel(channel.to_owned()))?,
             };
             let mut events = Vec::with_capacity(entries.len());
-            let mut rows = FrameReader::new(conn);
+            let mut rows = FrameReader::new(conn, channel);
             for entry in entries {
                 if entry.received_at_ms < cutoff {
                     continue;
@@ -299,15 +299,21 @@ impl Inner {
 /// consecutive events often share one.
 struct FrameReader<'c> {
     conn: &'c Connection,
+    channel: &'c str,
     open: Option<(i64, rusqlite::blob::Blob<'c>)>,
 }
 
 impl<'c> FrameReader<'c> {
-    fn new(conn: &'c Connection) -> Self {
-        FrameReader { conn, open: None }
+    fn new(conn: &'c Connection, channel: &'c str) -> Self {
+        FrameReader {
+            conn,
+            channel,
+            open: None,
+        }
     }
 
-    /// The frame of `entry`; `None` when its row is gone.
+    /// The frame of `entry` of this reader's channel; `None` when its row is
+    /// gone, or was reused for other events.
     fn frame(&mut self, entry: &Entry) -> Result<Option<String>, StoreError> {
         if self.open.as_ref().map(|(rowid, _)| *rowid) != Some(entry.rowid) {
             self.open = None;
@@ -324,11 +330,23 @@ impl<'c> FrameReader<'c> {
             }
         }
         let (_, blob) = self.open.as_ref().expect("opened above");
-        let mut buf = vec![0u8; entry.len as usize];
-        blob.read_at_exact(&mut buf, entry.offset as usize)?;
-        String::from_utf8(buf)
-            .map(Some)
-            .map_err(|_| StoreError::Database(format!("stored batch {} is damaged", entry.rowid)))
+        // The record's header too, to check it is the event the index means.
+        let header = batch::header_len(self.channel);
+        let damaged = || StoreError::Database(format!("stored batch {} is damaged", entry.rowid));
+        let start = (entry.offset as usize)
+            .checked_sub(header)
+            .ok_or_else(damaged)?;
+        let mut record = vec![0u8; header + entry.len as usize];
+        if blob.read_at(&mut record, start)? < record.len() {
+            // Shorter than the index says: a reused row id, holding other events.
+            return Ok(None);
+        }
+        match batch::frame_of(&record, self.channel, entry.seq) {
+            Some(frame) => String::from_utf8(frame.to_vec())
+                .map(Some)
+                .map_err(|_| damaged()),
+            None => Ok(None),
+        }
     }
 
     fn row_exists(&self, rowid: i64) -> Result<bool, StoreError> {
@@ -388,6 +406,8 @@ mod tests {
     use std::time::Duration;
 
     use axum::http::HeaderMap;
+
+    use rusqlite::params;
 
     use super::runs;
     use crate::config::SyncMode;
@@ -506,19 +526,46 @@ mod tests {
             page.events[2].frame
         );
 
+        let delete_oldest_row = || {
+            inner
+                .with_writer(|conn| {
+                    conn.execute(
+                        "DELETE FROM batches WHERE rowid = (SELECT min(rowid) FROM batches)",
+                        [],
+                    )?;
+                    Ok(())
+                })
+                .unwrap()
+        };
         // As if a trim deleted the first batch between index read and row read.
-        inner
-            .with_writer(|conn| {
-                conn.execute(
-                    "DELETE FROM batches WHERE rowid = (SELECT min(rowid) FROM batches)",
-                    [],
-                )?;
-                Ok(())
-            })
-            .unwrap();
+        delete_oldest_row();
         let page = inner.read_since("c", 0, 10, now_ms()).unwrap();
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         assert_eq!(page.head, 3);
+
+        // And if SQLite reused that row id for other events (it may, once the
+        // newest rows are gone), those are not passed off as c's.
+        let mut other = Vec::new();
+        for seq in 1..=2 {
+            super::batch::push(&mut other, "d", seq, now_ms(), "{\"not\":\"c\"}").unwrap();
+        }
+        let mut longer = Vec::new();
+        super::batch::push(&mut longer, "c", 9, now_ms(), &"x".repeat(400)).unwrap();
+        for blob in [other, longer] {
+            inner
+                .with_writer(|conn| {
+                    conn.execute(
+                        "INSERT OR REPLACE INTO batches (id, first_at, last_at, events)
+                         VALUES ((SELECT min(rowid) FROM batches) - 1, 0, 0, ?1)",
+                        params![blob],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+            let page = inner.read_since("c", 0, 10, now_ms()).unwrap();
+            assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+            delete_oldest_row();
+        }
     }
 
     #[test]
