@@ -4,7 +4,10 @@
 //! seq: u64 | received_at_ms: i64 | frame_len: u32 | frame`, integers little
 //! endian. Readers find a frame by its byte range, kept in the in-memory
 //! index, and read just those bytes; the rest of the record is what
-//! rebuilding the index at start-up needs.
+//! rebuilding the index at start-up needs. [`Builder`] packs a batch and
+//! writes it as one row of `batches`.
+
+use rusqlite::{Connection, params};
 
 use crate::store::StoreError;
 
@@ -45,6 +48,53 @@ pub fn push(
         u32::try_from(blob.len()).map_err(|_| StoreError::Database("batch over 4 GiB".into()))?;
     blob.extend_from_slice(frame.as_bytes());
     Ok((offset, frame_len))
+}
+
+/// A batch being packed: its records and the span of their arrival times.
+pub struct Builder {
+    blob: Vec<u8>,
+    events: usize,
+    first_at: i64,
+    last_at: i64,
+}
+
+impl Builder {
+    /// An empty batch with room for `bytes` of records.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Builder {
+            blob: Vec::with_capacity(bytes),
+            events: 0,
+            first_at: i64::MAX,
+            last_at: i64::MIN,
+        }
+    }
+
+    /// Adds one event; returns its frame's `(offset, len)` in the blob.
+    pub fn push(
+        &mut self,
+        channel: &str,
+        seq: u64,
+        received_at_ms: i64,
+        frame: &str,
+    ) -> Result<(u32, u32), StoreError> {
+        let placed = push(&mut self.blob, channel, seq, received_at_ms, frame)?;
+        self.events += 1;
+        self.first_at = self.first_at.min(received_at_ms);
+        self.last_at = self.last_at.max(received_at_ms);
+        Ok(placed)
+    }
+
+    /// Events added so far.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Writes the batch as one new row of `batches`; returns its rowid.
+    pub fn insert(self, conn: &Connection) -> Result<i64, StoreError> {
+        conn.prepare_cached("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?
+            .execute(params![self.first_at, self.last_at, self.blob])?;
+        Ok(conn.last_insert_rowid())
+    }
 }
 
 /// Bytes of a record before its frame, for a record of `channel`.

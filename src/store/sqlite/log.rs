@@ -64,20 +64,15 @@ impl Inner {
         // The whole batch is one row: one insert, and one delete once
         // retention has dropped all of its events.
         let bytes: usize = batch.iter().map(|ev| ev.encoded_len() + 96).sum();
-        let mut blob = Vec::with_capacity(bytes);
+        let mut row = batch::Builder::with_capacity(bytes);
         let mut committed = Vec::with_capacity(batch.len());
         let mut placed = Vec::with_capacity(batch.len());
-        let (mut first_at, mut last_at) = (i64::MAX, i64::MIN);
         for ev in &batch {
             let slot = next.get_mut(ev.channel.as_str()).expect("counted above");
             let seq = *slot;
             *slot += 1;
             let frame = ev.frame(seq);
-            let (offset, len) =
-                batch::push(&mut blob, &ev.channel, seq, ev.received_at_ms, &frame)?;
-            placed.push((offset, len));
-            first_at = first_at.min(ev.received_at_ms);
-            last_at = last_at.max(ev.received_at_ms);
+            placed.push(row.push(&ev.channel, seq, ev.received_at_ms, &frame)?);
             committed.push(Committed {
                 channel: ev.channel.clone(),
                 seq,
@@ -85,9 +80,7 @@ impl Inner {
                 frame,
             });
         }
-        tx.prepare_cached("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?
-            .execute(params![first_at, last_at, blob])?;
-        let rowid = tx.last_insert_rowid();
+        let rowid = row.insert(&tx)?;
         delete_rows(&tx, &emptied)?;
         tx.commit()?;
         // Their acks wait for the next trim: one delete a channel a second,

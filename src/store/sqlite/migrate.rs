@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::batch;
+use super::batch::Builder;
 use crate::store::StoreError;
 
 /// Events packed into one row when converting.
@@ -26,55 +26,25 @@ pub(super) fn events_into_batches(conn: &mut Connection) -> Result<u64, StoreErr
     {
         let mut read =
             tx.prepare("SELECT channel, seq, received_at, frame FROM events ORDER BY rowid")?;
-        let mut insert =
-            tx.prepare("INSERT INTO batches (first_at, last_at, events) VALUES (?1, ?2, ?3)")?;
         let mut rows = read.query([])?;
-        let mut pending = Pending::default();
+        let mut row = Builder::with_capacity(0);
         while let Some(r) = rows.next()? {
             let (channel, seq, at): (String, u64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
             let frame: String = r.get(3)?;
-            batch::push(&mut pending.blob, &channel, seq, at, &frame)?;
-            pending.count += 1;
-            pending.first_at = pending.first_at.min(at);
-            pending.last_at = pending.last_at.max(at);
-            if pending.count == PER_BATCH {
-                moved += std::mem::take(&mut pending).insert(&mut insert)?;
+            row.push(&channel, seq, at, &frame)?;
+            if row.events() == PER_BATCH {
+                moved += PER_BATCH as u64;
+                std::mem::replace(&mut row, Builder::with_capacity(0)).insert(&tx)?;
             }
         }
-        moved += pending.insert(&mut insert)?;
+        if row.events() > 0 {
+            moved += row.events() as u64;
+            row.insert(&tx)?;
+        }
     }
     tx.execute_batch("DROP TABLE events")?;
     tx.commit()?;
     Ok(moved)
-}
-
-/// One row being packed.
-struct Pending {
-    blob: Vec<u8>,
-    count: usize,
-    first_at: i64,
-    last_at: i64,
-}
-
-impl Default for Pending {
-    fn default() -> Self {
-        Pending {
-            blob: Vec::new(),
-            count: 0,
-            first_at: i64::MAX,
-            last_at: i64::MIN,
-        }
-    }
-}
-
-impl Pending {
-    /// Writes the row, if it holds anything; returns its event count.
-    fn insert(self, insert: &mut rusqlite::Statement<'_>) -> Result<u64, StoreError> {
-        if self.count > 0 {
-            insert.execute(rusqlite::params![self.first_at, self.last_at, self.blob])?;
-        }
-        Ok(self.count as u64)
-    }
 }
 
 #[cfg(test)]
