@@ -127,24 +127,25 @@ impl SqliteStore {
             message: format!("cannot create the data directory: {e}"),
         })?;
         let path = data_dir.join("hookpipe.db");
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
         let mut writer = open_connection(&path, sync)?;
-        writer.execute_batch(SCHEMA).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let moved = migrate::events_into_batches(&mut writer).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: format!("cannot convert the event log of an earlier version: {e}"),
+        writer
+            .execute_batch(SCHEMA)
+            .and_then(|()| {
+                writer.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            })
+            .map_err(|e| open_err(e.to_string()))?;
+        let moved = migrate::events_into_batches(&mut writer).map_err(|e| {
+            open_err(format!(
+                "cannot convert the event log of an earlier version: {e}"
+            ))
         })?;
         if moved > 0 {
             tracing::info!(moved, "converted the event log to one row per group commit");
         }
-        writer
-            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
         let checkpointer = spawn_checkpointer(open_connection(&path, sync)?)?;
         let inner = Inner {
             path,
