@@ -41,7 +41,7 @@ pub async fn events(
     Query(params): Query<HistoryParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    authorize(&state, &channel, &headers, &params).await?;
+    authorize_token(&state, &channel, &headers, params.token.as_deref()).await?;
     let since = match params.since.as_deref() {
         None => 0,
         Some(s) => s.parse::<u64>().map_err(|_| {
@@ -99,7 +99,7 @@ pub async fn event(
     Query(params): Query<HistoryParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    authorize(&state, &channel, &headers, &params).await?;
+    authorize_token(&state, &channel, &headers, params.token.as_deref()).await?;
     let seq = seq
         .parse::<u64>()
         .map_err(|_| AppError::BadRequest(format!("seq must be a number, got '{seq}'")))?;
@@ -116,16 +116,6 @@ pub async fn event(
         }
         _ => Err(AppError::EventNotFound),
     }
-}
-
-async fn authorize(
-    state: &AppState,
-    channel: &str,
-    headers: &HeaderMap,
-    params: &HistoryParams,
-) -> Result<(), AppError> {
-    let token = presented_token(headers, params.token.as_deref());
-    state.authorize(channel, token.as_deref()).await
 }
 
 /// `404` for an unknown channel, `401` unless the request holds its token
