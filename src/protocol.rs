@@ -69,6 +69,23 @@ impl Event {
     }
 }
 
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus `expect`, which negotiates the transfer rather than describing
+/// content. Whoever re-emits an event (`hookpipe-client`, the smee stream)
+/// leaves them out.
+pub const CONNECTION_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "expect",
+];
+
 /// Why part of a requested backlog cannot be replayed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Gap {

@@ -12,24 +12,9 @@ use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 
-use hookpipe::protocol::Event;
+use hookpipe::protocol::{CONNECTION_HEADERS, Event};
 
 use crate::target::Target;
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
-/// plus `expect`, which negotiates the transfer rather than describing content.
-pub const DROPPED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "expect",
-];
 
 /// Names the client sets itself; copies arriving from the relay are dropped.
 pub const EVENT_ID: &str = "x-hookpipe-event-id";
@@ -101,7 +86,7 @@ pub fn headers(event: &Event, body_len: usize, target: &Target, attempt: u32) ->
                     length_set = true;
                 }
             }
-            n if DROPPED.contains(&n)
+            n if CONNECTION_HEADERS.contains(&n)
                 || listed.iter().any(|l| l == n)
                 || n.starts_with("x-hookpipe-") => {}
             _ => match (

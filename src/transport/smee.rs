@@ -8,21 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::Event;
-
-/// Headers that are never copied into a smee message: `host` names the relay,
-/// not the target, and undici refuses hop-by-hop headers and `expect`.
-const DROPPED_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-];
+use crate::protocol::{CONNECTION_HEADERS, Event};
 
 /// Keys the message itself uses; a request header with one of these names
 /// would clash with them.
@@ -32,7 +18,12 @@ const RESERVED_KEYS: &[&str] = &["body", "query", "timestamp"];
 pub fn to_smee(event: &Event) -> Value {
     let mut out = Map::new();
     for (name, value) in &event.headers {
-        if DROPPED_HEADERS.contains(&name.as_str()) || RESERVED_KEYS.contains(&name.as_str()) {
+        // `host` names the relay, not the target, and undici refuses
+        // connection headers and `expect`.
+        if name == "host"
+            || CONNECTION_HEADERS.contains(&name.as_str())
+            || RESERVED_KEYS.contains(&name.as_str())
+        {
             continue;
         }
         // undici only takes header values of Latin-1 characters; one other
